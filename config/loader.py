@@ -1,0 +1,292 @@
+"""Reading a YAML config into `config.schema` values, with errors that name the file, key path and
+what was expected.
+
+>>> load_config(Path("config/sandbox.yaml")).gateway.port
+8765
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from .schema import (Config, DemoConfig, ExecutorConfig, GatewayConfig, RoutingConfig, RoutingRule,
+                     SupervisionConfig, TasksConfig)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DEFAULT = PROJECT_ROOT / "config" / "sandbox.yaml"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_KEYS = ("env", "headers", "api_keys")
+
+
+class ConfigError(ValueError):
+    """A config mistake: `file: key.path: expected …, got …`."""
+
+    def __init__(self, file: Path | str, key_path: str, expected: str, got: str | None = None):
+        self.file, self.key_path, self.expected = str(file), key_path, expected
+        detail = f"{self.file}: {key_path or '(top level)'}: expected {expected}"
+        super().__init__(detail if got is None else f"{detail}, got {got}")
+
+
+def omni_home() -> Path:
+    """The data directory: `$OMNI_HOME`, else `~/.omni`."""
+    return Path(os.environ.get("OMNI_HOME") or Path.home() / ".omni").expanduser()
+
+
+def resolve_config_path(given: str | None) -> Path:
+    """`--config PATH`, else `$OMNI_HOME/config.yaml` when it exists, else the embedded sandbox."""
+    if given:
+        return Path(given).expanduser()
+    user_config = omni_home() / "config.yaml"
+    return user_config if user_config.exists() else EMBEDDED_DEFAULT
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(path, "", "a readable YAML file", err.strerror) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(path, "", "valid YAML", str(err).replace("\n", " ")) from None
+    node = _Node(path, "", raw if raw is not None else {}, _owner_only(path))
+    return _build(node)
+
+
+def _owner_only(path: Path) -> bool:
+    return not path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def _build(root: _Node) -> Config:
+    root.require_mapping()
+    root.reject_unknown({"tasks", "supervision", "routing", "executors", "gateway", "demo"})
+    executors = {name: _executor(node) for name, node in root.child("executors").items()}
+    if not executors:
+        raise ConfigError(root.file, "executors", "at least one executor")
+    routing = _routing(root.child("routing"), executors)
+    demo = root.child("demo")
+    return Config(
+        source=root.file,
+        home=omni_home(),
+        tasks=TasksConfig(
+            max_attempts=root.child("tasks").int("max_attempts", 3, minimum=1),
+            reconcile_interval_s=root.child("tasks").seconds("reconcile_interval_s", 2.0),
+        ),
+        supervision=_supervision(root.child("supervision")),
+        routing=routing,
+        executors=executors,
+        gateway=_gateway(root.child("gateway")),
+        demo=None if demo.value is None else DemoConfig(
+            interval_s=demo.seconds("interval_s", 4.0),
+            tasks=tuple(demo.str_list("tasks")),
+        ),
+    )
+
+
+def _supervision(node: _Node) -> SupervisionConfig:
+    defaults = SupervisionConfig()
+    return SupervisionConfig(
+        strategy=node.choice("strategy", ("one_for_one", "one_for_all", "rest_for_one"), defaults.strategy),
+        max_restarts=node.int("max_restarts", defaults.max_restarts, minimum=0),
+        within_s=node.seconds("within_s", defaults.within_s),
+        backoff_initial_s=node.seconds("backoff_initial_s", defaults.backoff_initial_s),
+        backoff_max_s=node.seconds("backoff_max_s", defaults.backoff_max_s),
+        sweep_interval_s=node.seconds("sweep_interval_s", defaults.sweep_interval_s),
+        shutdown_timeout_s=node.seconds("shutdown_timeout_s", defaults.shutdown_timeout_s),
+    )
+
+
+def _gateway(node: _Node) -> GatewayConfig:
+    defaults = GatewayConfig()
+    host = node.str("host", defaults.host)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(node.file, node.key("host"), "a loopback address (127.0.0.1, localhost, ::1)",
+                          repr(host))
+    path = node.str("path", defaults.path)
+    if not path.startswith("/"):
+        raise ConfigError(node.file, node.key("path"), "a URL path starting with '/'", repr(path))
+    return GatewayConfig(
+        host=host,
+        port=node.int("port", defaults.port, minimum=0, maximum=65535),
+        path=path,
+        token_env=node.str("token_env", defaults.token_env),
+        generate_token=node.bool("generate_token", defaults.generate_token),
+    )
+
+
+def _executor(node: _Node) -> ExecutorConfig:
+    node.require_mapping()
+    node.reject_unknown({"transport", "command", "args", "cwd", "env", "url", "headers", "tool", "arguments",
+                         "slots", "call_timeout_s", "connect_timeout_s", "respawn_initial_s", "respawn_max_s"})
+    transport = node.choice("transport", ("stdio", "http"), "stdio")
+    defaults = ExecutorConfig(name="", transport="stdio", tool="", arguments={})
+    arguments = node.child("arguments")
+    arguments.require_mapping()
+    if not arguments.value:
+        raise ConfigError(node.file, arguments.path, "a mapping of tool argument templates, e.g. "
+                          "{prompt: '{description}'}")
+    common = dict(
+        name=node.path.rsplit(".", 1)[-1],
+        transport=transport,
+        tool=node.str("tool"),
+        arguments=arguments.value,
+        slots=node.int("slots", defaults.slots, minimum=1),
+        call_timeout_s=node.seconds("call_timeout_s", defaults.call_timeout_s),
+        connect_timeout_s=node.seconds("connect_timeout_s", defaults.connect_timeout_s),
+        respawn_initial_s=node.seconds("respawn_initial_s", defaults.respawn_initial_s),
+        respawn_max_s=node.seconds("respawn_max_s", defaults.respawn_max_s),
+    )
+    if transport == "http":
+        return ExecutorConfig(**common, url=node.str("url"), headers=node.str_map("headers"))
+    command = node.str("command")
+    return ExecutorConfig(
+        **common,
+        command=sys.executable if command == "python" else command,
+        args=tuple(node.str_list("args")),
+        cwd=node.str("cwd", str(PROJECT_ROOT)),
+        env=node.str_map("env"),
+    )
+
+
+def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingConfig:
+    rules = []
+    for rule in node.child("rules").list():
+        rule.require_mapping()
+        rule.reject_unknown({"kind", "match", "executors"})
+        names = rule.str_list("executors")
+        for position, name in enumerate(names):
+            if name not in executors:
+                raise ConfigError(rule.file, f"{rule.key('executors')}[{position}]",
+                                  f"one of the configured executors ({', '.join(executors)})", repr(name))
+        if not names:
+            raise ConfigError(rule.file, rule.key("executors"), "at least one executor name")
+        rules.append(RoutingRule(kind=rule.str("kind"), executors=tuple(names),
+                                 patterns=tuple(rule.pattern_list("match"))))
+    if not rules:
+        raise ConfigError(node.file, node.key("rules"), "at least one routing rule")
+    kinds = [rule.kind for rule in rules]
+    default_kind = node.str("default_kind", kinds[-1])
+    if default_kind not in kinds:
+        raise ConfigError(node.file, node.key("default_kind"), f"one of the rule kinds ({', '.join(kinds)})",
+                          repr(default_kind))
+    return RoutingConfig(rules=tuple(rules), default_kind=default_kind,
+                         default_tier=node.choice("default_tier", ("P1", "P2"), "P1"))
+
+
+class _Node:
+    """A value at a key path in one file; its accessors validate and explain."""
+
+    def __init__(self, file: Path, path: str, value: Any, owner_only: bool):
+        self.file, self.path, self.value, self._owner_only = file, path, value, owner_only
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def child(self, name: str) -> _Node:
+        value = self.value.get(name) if isinstance(self.value, dict) else None
+        return _Node(self.file, self.key(name), value, self._owner_only)
+
+    def require_mapping(self) -> None:
+        if self.value is None:
+            self.value = {}
+        if not isinstance(self.value, dict):
+            raise ConfigError(self.file, self.path, "a mapping", type(self.value).__name__)
+
+    def reject_unknown(self, known: set[str]) -> None:
+        for name in self.value:
+            if name not in known:
+                raise ConfigError(self.file, self.key(str(name)), f"one of the keys {', '.join(sorted(known))}",
+                                  "an unknown key")
+
+    def items(self) -> list[tuple[str, _Node]]:
+        self.require_mapping()
+        return [(str(name), self.child(name)) for name in self.value]
+
+    def list(self) -> list[_Node]:
+        if self.value is None:
+            return []
+        if not isinstance(self.value, list):
+            raise ConfigError(self.file, self.path, "a list", type(self.value).__name__)
+        return [_Node(self.file, f"{self.path}[{i}]", item, self._owner_only) for i, item in enumerate(self.value)]
+
+    def _get(self, name: str, default: Any, expected: str, accept: Callable[[Any], bool]) -> Any:
+        value = self.value.get(name, default) if isinstance(self.value, dict) else default
+        if value is _REQUIRED:
+            raise ConfigError(self.file, self.key(name), expected, "nothing (the key is missing)")
+        if not accept(value):
+            raise ConfigError(self.file, self.key(name), expected, _describe(value, self.key(name)))
+        return value
+
+    def str(self, name: str, default: Any = None) -> str:
+        default = _REQUIRED if default is None else default
+        value = self._get(name, default, "a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
+        return self._expand(value, self.key(name))
+
+    def int(self, name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+        expected = "a whole number" + (f" >= {minimum}" if minimum is not None else "") + (
+            f" <= {maximum}" if maximum is not None else "")
+        return self._get(name, default, expected, lambda v: isinstance(v, int) and not isinstance(v, bool)
+                         and (minimum is None or v >= minimum) and (maximum is None or v <= maximum))
+
+    def seconds(self, name: str, default: float) -> float:
+        return float(self._get(name, default, "a positive number of seconds",
+                               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0))
+
+    def bool(self, name: str, default: bool) -> bool:
+        return self._get(name, default, "true or false", lambda v: isinstance(v, bool))
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> Any:
+        return self._get(name, default, "one of " + ", ".join(options), lambda v: v in options)
+
+    def str_list(self, name: str) -> list[str]:
+        items = self._get(name, [], "a list of strings",
+                          lambda v: isinstance(v, list) and all(isinstance(i, (str, int, float)) for i in v))
+        return [self._expand(str(item), f"{self.key(name)}[{i}]") for i, item in enumerate(items)]
+
+    def str_map(self, name: str) -> dict[str, str]:
+        items = self._get(name, {}, "a mapping of names to strings",
+                          lambda v: isinstance(v, dict) and all(isinstance(i, (str, int, float)) for i in v.values()))
+        return {str(k): self._expand(str(v), f"{self.key(name)}.{k}", secret=True) for k, v in items.items()}
+
+    def pattern_list(self, name: str) -> list[re.Pattern[str]]:
+        patterns = []
+        for i, text in enumerate(self.str_list(name)):
+            try:
+                patterns.append(re.compile(text, re.IGNORECASE))
+            except re.error as err:
+                raise ConfigError(self.file, f"{self.key(name)}[{i}]", "a valid regular expression", str(err))
+        return patterns
+
+    def _expand(self, text: str, key_path: str, secret: bool = False) -> str:
+        """Replace `${NAME}` with the environment's value; a literal secret needs an owner-only file."""
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(self.file, key_path, f"environment variable {name} to be set", "it is unset")
+            return os.environ[name]
+
+        if secret and not _ENV_REFERENCE.search(text) and _looks_secret(key_path) and not self._owner_only:
+            raise ConfigError(self.file, key_path, "a ${ENV_NAME} reference (a literal secret is only "
+                              "accepted in a file readable by its owner alone: chmod 600)", "a literal value")
+        return _ENV_REFERENCE.sub(substitute, text)
+
+
+_REQUIRED = object()
+
+
+def _looks_secret(key_path: str) -> bool:
+    return bool(re.search(r"(key|token|secret|password|authorization)", key_path, re.IGNORECASE))
+
+
+def _describe(value: Any, key_path: str) -> str:
+    if value is None:
+        return "nothing"
+    if any(part in _SECRET_KEYS for part in key_path.split(".")):
+        return f"a {type(value).__name__} (value not shown)"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{type(value).__name__} ({len(text)} characters)"
