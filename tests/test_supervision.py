@@ -1,0 +1,188 @@
+"""The Supervisor's OTP semantics, with real pykka actors (no stand-ins for the Supervisor itself)."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+from pykka._envelope import Envelope
+import pytest
+
+from actors import ChildSpec, Directory, EventLoopThread, Supervisor, SupervisedActor
+from config import SupervisionConfig
+from messages import CrashNow, Introspect
+
+from .conftest import wait_until
+
+EVENTS: list[str] = []
+LOCK = threading.Lock()
+
+
+def note(event: str) -> None:
+    with LOCK:
+        EVENTS.append(event)
+
+
+class Worker(SupervisedActor):
+    """A child that notes its starts and stops, and can be told to fail in `on_start`."""
+    fail_starts: dict[str, int] = {}
+
+    def started(self) -> None:
+        note(f"start {self.name}")
+        if Worker.fail_starts.get(self.name, 0) > 0:
+            Worker.fail_starts[self.name] -= 1
+            raise RuntimeError(f"{self.name} cannot start")
+
+    def release(self) -> None:
+        note(f"stop {self.name}")
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case "ping":
+                return "pong"
+            case "bad-ask":
+                raise ValueError("bad input")
+            case _:
+                return self.unhandled(message)
+
+
+@pytest.fixture
+def tree():
+    EVENTS.clear()
+    Worker.fail_starts = {}
+    loop = EventLoopThread().start()
+    refs: list[pykka.ActorRef] = []
+
+    def start(names=("a", "b", "c"), restart="permanent", escalations=None, **policy) -> tuple[pykka.ActorRef, Directory]:
+        directory = Directory()
+        specs = [ChildSpec(name, lambda ctx: Worker.start(ctx), restart=restart) for name in names]
+        config = SupervisionConfig(**{"backoff_initial_s": 0.01, "sweep_interval_s": 0.05, **policy})
+        ref = Supervisor.start(specs, config, loop, directory,
+                               on_escalation=(escalations.append if escalations is not None else lambda r: None))
+        refs.append(ref)
+        for name in names:
+            wait_until(lambda n=name: directory.ref(n) and directory.ask(n, "ping") == "pong", 5, f"{name} up")
+        return ref, directory
+
+    yield start
+    for ref in refs:
+        if ref.is_alive():
+            ref.stop(timeout=10)
+    loop.stop()
+
+
+def children(supervisor: pykka.ActorRef) -> dict[str, dict[str, Any]]:
+    return {child["name"]: child for child in supervisor.ask(Introspect())}
+
+
+def crash_and_wait(supervisor, directory, name, expected_restarts=1):
+    old = directory.ref(name)
+    directory.tell(name, CrashNow("test crash"))
+    wait_until(lambda: children(supervisor)[name]["restarts"] == expected_restarts
+               and directory.ref(name) is not None and directory.ref(name) is not old
+               and directory.ask(name, "ping") == "pong", 5, f"{name} restarted")
+
+
+def test_children_start_in_order_and_stop_in_reverse_order(tree):
+    supervisor, _ = tree()
+    assert EVENTS == ["start a", "start b", "start c"]
+    supervisor.stop(timeout=10)
+    assert EVENTS[3:] == ["stop c", "stop b", "stop a"]
+
+
+def test_one_for_one_restarts_only_the_crashed_child(tree):
+    supervisor, directory = tree(strategy="one_for_one")
+    refs = {name: directory.ref(name) for name in "ac"}
+    crash_and_wait(supervisor, directory, "b")
+    assert {name: directory.ref(name) for name in "ac"} == refs
+    state = children(supervisor)["b"]
+    assert state["last_error"] == "DrillCrash: test crash" and state["incarnation"] == 1
+
+
+def test_one_for_all_restarts_every_child(tree):
+    supervisor, directory = tree(strategy="one_for_all")
+    before = {name: directory.ref(name) for name in "abc"}
+    crash_and_wait(supervisor, directory, "b")
+    wait_until(lambda: all(directory.ref(n) not in (None, before[n]) for n in "abc"), 5, "all restarted")
+    assert EVENTS[3:5] == ["stop b", "stop c"] or EVENTS[3:6] == ["stop b", "stop c", "stop a"]
+    assert [e for e in EVENTS[3:] if e.startswith("start")] == ["start a", "start b", "start c"]
+
+
+def test_rest_for_one_restarts_the_child_and_those_started_after_it(tree):
+    supervisor, directory = tree(strategy="rest_for_one")
+    before = {name: directory.ref(name) for name in "abc"}
+    crash_and_wait(supervisor, directory, "b")
+    wait_until(lambda: directory.ref("c") not in (None, before["c"]), 5, "c restarted")
+    assert directory.ref("a") is before["a"]
+    assert [e for e in EVENTS[3:] if e.startswith("start")] == ["start b", "start c"]
+
+
+def test_a_temporary_child_is_never_restarted(tree):
+    supervisor, directory = tree(names=("a",), restart="temporary")
+    directory.tell("a", CrashNow())
+    wait_until(lambda: children(supervisor)["a"]["status"] == "stopped", 5, "a stopped")
+    assert directory.ref("a") is None and children(supervisor)["a"]["restarts"] == 0
+
+
+def test_a_transient_child_is_restarted_after_a_crash_but_not_after_a_normal_stop(tree):
+    supervisor, directory = tree(names=("a",), restart="transient")
+    crash_and_wait(supervisor, directory, "a")
+    directory.ref("a").stop()
+    wait_until(lambda: children(supervisor)["a"]["status"] == "stopped", 5, "a stopped for good")
+    assert children(supervisor)["a"]["restarts"] == 1
+
+
+def test_a_permanent_child_is_restarted_even_after_a_normal_stop(tree):
+    supervisor, directory = tree(names=("a",))
+    old = directory.ref("a")
+    old.stop()
+    wait_until(lambda: directory.ref("a") not in (None, old) and directory.ask("a", "ping") == "pong", 5, "restart")
+
+
+def test_a_failing_ask_is_the_callers_error_and_the_child_lives_on(tree):
+    supervisor, directory = tree(names=("a",))
+    with pytest.raises(ValueError, match="bad input"):
+        directory.ask("a", "bad-ask")
+    assert directory.ask("a", "ping") == "pong" and children(supervisor)["a"]["restarts"] == 0
+
+
+def test_a_crash_in_on_start_is_reported_and_restarted(tree):
+    Worker.fail_starts = {"b": 2}
+    supervisor, directory = tree()
+    state = children(supervisor)["b"]
+    assert state["restarts"] == 2 and state["last_error"] == "RuntimeError: b cannot start"
+
+
+def test_too_many_restarts_escalate_and_stop_the_tree_in_reverse_order(tree):
+    escalations: list[str] = []
+    supervisor, directory = tree(escalations=escalations, max_restarts=2, within_s=5)
+    for expected in (1, 2):
+        crash_and_wait(supervisor, directory, "b", expected)
+    EVENTS.clear()
+    directory.tell("b", CrashNow("third strike"))
+    wait_until(lambda: escalations, 5, "escalation")
+    assert "b needed more than 2 restarts in 5s" in escalations[0] and "third strike" in escalations[0]
+    assert EVENTS == ["stop b", "stop c", "stop a"]
+    assert all(not child["alive"] for child in children(supervisor).values())
+
+
+def test_backoff_grows_between_restarts_of_the_same_child(tree):
+    import time
+    supervisor, directory = tree(names=("a",), backoff_initial_s=0.1, backoff_max_s=1.0)
+    gaps = []
+    for expected in (1, 2, 3):
+        began = time.monotonic()
+        crash_and_wait(supervisor, directory, "a", expected)
+        gaps.append(time.monotonic() - began)
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4
+
+
+def test_the_liveness_sweep_finds_a_child_that_died_silently(tree):
+    supervisor, directory = tree(names=("a",))
+    old = directory.ref("a")
+    # End the actor's thread without any exit report, as a thread killed from outside would:
+    # mark it stopped, then wake its loop with one harmless message so that the thread returns.
+    old.actor_stopped.set()
+    old.actor_inbox.put(Envelope("ping"))
+    wait_until(lambda: children(supervisor)["a"]["restarts"] == 1, 5, "the sweep to restart a")
+    assert children(supervisor)["a"]["last_error"] == "found dead by the liveness sweep"
