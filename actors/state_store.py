@@ -1,0 +1,164 @@
+"""The StateStore owns the SQLite database: the only durable truth in the system.
+
+Every task move goes through `Transition`, checked against the lifecycle table and written with
+its reason in the same transaction; then the change is announced (`TaskChanged`) to the task's
+executor and to the subscribers. On the first start in a process it also recovers tasks that a
+crash left `dispatching` or `executing`.
+
+>>> view = directory.ask("state_store", CreateTask("summarise my inbox", sender="telegram:42"))
+>>> directory.ask("state_store", Transition(view.task_id, "dispatching", reason="kind general → general"))
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from peewee import fn
+
+from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, ListTasks, RecordProgress,
+                      RecordSystemEvent, TaskChanged, TaskView, Transition)
+
+from .journal import Journal
+from .store_schema import SystemEvent, Task, TaskEvent, open_database
+from .supervised import ChildContext, SupervisedActor
+from .task_lifecycle import INTERRUPTED_BY_RESTART, TaskState, UnknownTask, check_transition
+
+
+class StateStore(SupervisedActor):
+    def __init__(self, context: ChildContext, database_path: Path, max_attempts: int, journal: Journal,
+                 subscribers: tuple[str, ...]):
+        super().__init__(context)
+        self._path = database_path
+        self._max_attempts = max_attempts
+        self._journal = journal
+        self._subscribers = subscribers
+        self._database = None
+
+    def started(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._database = open_database(str(self._path))
+        if self.context.incarnation == 0:   # a new process: whatever was running was interrupted
+            self._recover_interrupted_tasks()
+
+    def release(self) -> None:
+        if self._database is not None:
+            self._database.close()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Transition() as move:            return self._transition(move)
+            case CreateTask() as new:             return self._create(new)
+            case GetTask(task_id=task_id):        return self._view(task_id)
+            case ListTasks() as query:            return self._list(query)
+            case CountTasksByState():             return self._count_by_state()
+            case GetTaskHistory(task_id=task_id): return self._history(task_id)
+            case RecordProgress() as progress:    self._record_progress(progress)
+            case RecordSystemEvent() as event:    self._record_system_event(event)
+            case _:                               return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"database": str(self._path), "tasks": self._count_by_state()}
+
+    # --- tasks ---------------------------------------------------------------------------------------------
+    def _create(self, new: CreateTask) -> TaskView:
+        now = time.time()
+        with self._database.atomic():
+            row = Task.create(description=new.description, state=TaskState.IDLE, kind=new.kind, sender=new.sender,
+                              source=new.source, created_at=now, updated_at=now)
+            TaskEvent.create(task=row, at=now, kind="transition", from_state=None, to_state=TaskState.IDLE,
+                             reason=f"received from {new.source}" + (f" ({new.sender})" if new.sender else ""))
+        view = _view_of(row)
+        self._announce(view, None, "created")
+        return view
+
+    def _transition(self, move: Transition) -> TaskView:
+        with self._database.atomic():
+            row = Task.get_or_none(Task.id == move.task_id)
+            if row is None:
+                raise UnknownTask(f"there is no task {move.task_id}")
+            check_transition(row.state, move.to, move.expect)
+            previous = row.state
+            self._apply(row, move)
+            TaskEvent.create(task=row, at=row.updated_at, kind="transition", from_state=previous, to_state=move.to,
+                             reason=move.reason)
+        view = _view_of(row)
+        self._announce(view, previous, move.reason)
+        return view
+
+    @staticmethod
+    def _apply(row: Task, move: Transition) -> None:
+        if move.to == TaskState.IDLE:   # a fresh start: last run's outcome lives on in task_event only
+            row.result = row.error = None
+        row.state = move.to
+        row.updated_at = time.time()
+        for field in ("kind", "executor", "tier", "result", "error"):
+            if getattr(move, field) is not None:
+                setattr(row, field, getattr(move, field))
+        if move.count_attempt:
+            row.attempts += 1
+        row.save()
+
+    def _announce(self, view: TaskView, previous: str | None, reason: str) -> None:
+        self._journal.record("transition", task_id=view.task_id, from_state=previous, to_state=view.state,
+                             executor=view.executor, kind=view.kind, tier=view.tier, attempts=view.attempts,
+                             reason=reason)
+        changed = TaskChanged(view, previous, reason)
+        for name in self._subscribers:
+            self.directory.tell(name, changed)
+        if view.executor and view.executor not in self._subscribers:
+            self.directory.tell(view.executor, changed)
+
+    def _recover_interrupted_tasks(self) -> None:
+        interrupted = Task.select().where(Task.state.in_([str(s) for s in INTERRUPTED_BY_RESTART]))
+        for row in list(interrupted):
+            if row.attempts >= self._max_attempts:
+                self._transition(Transition(row.id, TaskState.FAILED, error=f"interrupted by a restart on attempt "
+                                            f"{row.attempts} of {self._max_attempts}",
+                                            reason="recovered after a restart: no attempts left"))
+            else:
+                self._transition(Transition(row.id, TaskState.IDLE, reason=f"recovered after a restart while "
+                                            f"{row.state} (attempt {row.attempts} of {self._max_attempts})"))
+
+    # --- queries -------------------------------------------------------------------------------------------
+    def _view(self, task_id: int) -> TaskView | None:
+        row = Task.get_or_none(Task.id == task_id)
+        return None if row is None else _view_of(row)
+
+    def _list(self, query: ListTasks) -> list[TaskView]:
+        rows = Task.select()
+        if query.state is not None:
+            rows = rows.where(Task.state == query.state)
+        if query.executor is not None:
+            rows = rows.where(Task.executor == query.executor)
+        rows = rows.order_by(Task.id.asc() if query.oldest_first else Task.id.desc()).limit(query.limit)
+        return [_view_of(row) for row in rows]
+
+    def _count_by_state(self) -> dict[str, int]:
+        counts = {str(state): 0 for state in TaskState}
+        for state, count in Task.select(Task.state, fn.COUNT(Task.id)).group_by(Task.state).tuples():
+            counts[state] = count
+        return counts
+
+    def _history(self, task_id: int) -> list[dict[str, Any]]:
+        events = TaskEvent.select().where(TaskEvent.task == task_id).order_by(TaskEvent.id)
+        return [{"at": e.at, "kind": e.kind, "from": e.from_state, "to": e.to_state, "reason": e.reason}
+                for e in events]
+
+    def _record_progress(self, progress: RecordProgress) -> None:
+        total = f"/{progress.total:g}" if progress.total else ""
+        TaskEvent.create(task=progress.task_id, at=time.time(), kind="progress",
+                         reason=f"{progress.progress:g}{total} {progress.message or ''}".strip())
+
+    def _record_system_event(self, event: RecordSystemEvent) -> None:
+        SystemEvent.create(at=time.time(), kind=event.kind, detail=event.detail,
+                           data=json.dumps(dict(event.data), ensure_ascii=False, default=str))
+        self._journal.record("system", kind=event.kind, detail=event.detail)
+
+
+def _view_of(row: Task) -> TaskView:
+    return TaskView(task_id=row.id, description=row.description, state=row.state, kind=row.kind,
+                    executor=row.executor, tier=row.tier, attempts=row.attempts, sender=row.sender,
+                    source=row.source, result=row.result, error=row.error, created_at=row.created_at,
+                    updated_at=row.updated_at)

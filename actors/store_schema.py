@@ -1,0 +1,66 @@
+"""The SQLite tables, as peewee models. Only the StateStore touches them (tests may read the file)."""
+from __future__ import annotations
+
+import peewee
+
+PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000, "foreign_keys": 1}
+
+
+class _Row(peewee.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Task(_Row):
+    description = peewee.TextField()
+    state = peewee.CharField(index=True)
+    kind = peewee.CharField(null=True)
+    executor = peewee.CharField(null=True, index=True)
+    tier = peewee.CharField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    sender = peewee.CharField(null=True)
+    source = peewee.CharField(default="mcp")
+    result = peewee.TextField(null=True)
+    error = peewee.TextField(null=True)
+    created_at = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+
+
+class TaskEvent(_Row):
+    """Every transition with its reason, and progress reports: what `/why` explains a task from."""
+
+    task = peewee.ForeignKeyField(Task, backref="events", on_delete="CASCADE")
+    at = peewee.DoubleField()
+    kind = peewee.CharField()                  # transition | progress
+    from_state = peewee.CharField(null=True)
+    to_state = peewee.CharField(null=True)
+    reason = peewee.TextField()
+
+
+class CostEntry(_Row):
+    task = peewee.ForeignKeyField(Task, null=True, backref="costs", on_delete="SET NULL")
+    at = peewee.DoubleField(index=True)
+    tier = peewee.CharField()
+    model = peewee.CharField()
+    route = peewee.CharField()                 # proxy | direct | local
+    tokens_in = peewee.IntegerField(default=0)
+    tokens_out = peewee.IntegerField(default=0)
+    usd = peewee.DecimalField(max_digits=14, decimal_places=8, default=0)
+
+
+class SystemEvent(_Row):
+    at = peewee.DoubleField(index=True)
+    kind = peewee.CharField()
+    detail = peewee.TextField()
+    data = peewee.TextField(null=True)         # JSON
+
+
+MODELS = (Task, TaskEvent, CostEntry, SystemEvent)
+
+
+def open_database(path: str) -> peewee.SqliteDatabase:
+    database = peewee.SqliteDatabase(path, pragmas=PRAGMAS)
+    database.bind(MODELS)
+    database.connect()
+    database.create_tables(MODELS)
+    return database

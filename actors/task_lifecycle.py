@@ -1,0 +1,55 @@
+"""The task lifecycle: its states and the one table of legal moves.
+
+The StateStore refuses every transition not in this table; nothing else decides what may follow what.
+
+>>> check_transition("idle", "dispatching")
+>>> check_transition("completed", "idle")
+Traceback (most recent call last):
+IllegalTransition: a completed task cannot become idle
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    IDLE = "idle"                  # created (or put back), waiting to be dispatched
+    DISPATCHING = "dispatching"    # executor and tier chosen, handed to the executor
+    EXECUTING = "executing"        # the executor's MCP tool call is running
+    WAITING = "waiting"            # WAITING_FOR_CLOUD: suspended in brainstem mode
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+S = TaskState
+LEGAL_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    S.IDLE: frozenset({S.DISPATCHING, S.WAITING, S.CANCELLED, S.FAILED}),
+    S.DISPATCHING: frozenset({S.EXECUTING, S.IDLE, S.WAITING, S.CANCELLED, S.FAILED}),
+    S.EXECUTING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.IDLE, S.WAITING}),
+    S.WAITING: frozenset({S.IDLE, S.CANCELLED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset({S.IDLE}),        # /retry
+    S.CANCELLED: frozenset({S.IDLE}),     # /retry
+}
+INTERRUPTED_BY_RESTART = frozenset({S.DISPATCHING, S.EXECUTING})
+
+
+class IllegalTransition(ValueError):
+    """The task is not in a state from which the asked move is allowed."""
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+def check_transition(current: str, target: str, expect: frozenset[str] | None = None) -> None:
+    try:
+        allowed = LEGAL_TRANSITIONS[TaskState(current)]
+        wanted = TaskState(target)
+    except ValueError:
+        raise IllegalTransition(f"unknown state in {current!r} -> {target!r}") from None
+    if expect is not None and current not in expect:
+        raise IllegalTransition(f"the task is {current}, not {' or '.join(sorted(expect))}")
+    if wanted not in allowed:
+        raise IllegalTransition(f"a {current} task cannot become {target}")
