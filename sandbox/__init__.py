@@ -1,0 +1,1 @@
+"""A simulated world on loopback: stub MCP executors, fake providers and a stub OpenClaw bridge."""

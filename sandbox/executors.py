@@ -1,0 +1,100 @@
+"""Stub executor MCP servers for the sandbox and the tests.
+
+    python -m sandbox.executors coder            # tool claude_code(prompt, workFolder), over stdio
+    python -m sandbox.executors general          # tool run_task(prompt), over stdio
+    python -m sandbox.executors general --http 8123   # Streamable HTTP on http://127.0.0.1:8123/mcp
+
+`coder` has the shape of `@steipete/claude-code-mcp`. Markers in the prompt choose the behaviour:
+`[sleep=SECONDS]` works that long and reports progress (about ten times, at least once a second),
+`[fail]` returns a tool error, `[crash]` kills the server process mid-call. Without markers it
+answers at once.
+"""
+import argparse
+import math
+import os
+import re
+import sys
+from typing import NamedTuple
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+
+ROLES = ("coder", "general")
+CRASH_DELAY_S = 0.1
+_MARKER = re.compile(r"\[(sleep)=([0-9]*\.?[0-9]+)\]|\[(fail|crash)\]")
+
+
+class Markers(NamedTuple):
+    sleep_s: float = 0.0
+    fail: bool = False
+    crash: bool = False
+
+
+def parse_markers(prompt: str) -> Markers:
+    """The behaviour markers found in `prompt`.
+
+    >>> parse_markers("修復 LiteLLM [sleep=1.5] [fail]")
+    Markers(sleep_s=1.5, fail=True, crash=False)
+    """
+    sleep_s, flags = 0.0, set()
+    for match in _MARKER.finditer(prompt):
+        if match.group(1):
+            sleep_s = float(match.group(2))
+        else:
+            flags.add(match.group(3))
+    return Markers(sleep_s, "fail" in flags, "crash" in flags)
+
+
+async def work(prompt: str, ctx: Context) -> None:
+    """Do what the prompt's markers ask: work with progress, then crash or fail if told to."""
+    markers = parse_markers(prompt)
+    if markers.sleep_s > 0:
+        steps = max(10, math.ceil(markers.sleep_s))  # at least one report a second
+        for step in range(1, steps + 1):
+            await anyio.sleep(markers.sleep_s / steps)
+            done_s = step * markers.sleep_s / steps
+            await ctx.report_progress(done_s, markers.sleep_s, f"step {step}/{steps}")
+    if markers.crash:
+        await anyio.sleep(CRASH_DELAY_S)  # the request is in flight: the client sees the transport die
+        os._exit(3)
+    if markers.fail:
+        raise ToolError(f"task failed on purpose ([fail] marker): {prompt[:80]}")
+
+
+def build_server(role: str) -> MCPServer:
+    """The stub server for `role` ("coder" or "general"), with its one tool."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    server = MCPServer(f"omni-sandbox-{role}", log_level="WARNING")
+
+    if role == "coder":
+        @server.tool(description="Run a coding task in workFolder (stub of claude-code-mcp).")
+        async def claude_code(prompt: str, workFolder: str, ctx: Context) -> str:  # noqa: N803 (public name)
+            await work(prompt, ctx)
+            return f"coder done: {prompt[:80]}"
+    else:
+        @server.tool(description="Run a general task (stub executor).")
+        async def run_task(prompt: str, ctx: Context) -> str:
+            await work(prompt, ctx)
+            return f"general done: {prompt[:80]}"
+
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.executors", description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=ROLES)
+    parser.add_argument("--http", type=int, metavar="PORT",
+                        help="serve Streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio")
+    args = parser.parse_args(argv)
+    server = build_server(args.role)
+    if args.http is None:
+        server.run()
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=args.http, streamable_http_path="/mcp")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
