@@ -1,0 +1,23 @@
+"""The supervised actors of Omni-Orchestrator, and the small runtime they share.
+
+>>> loop, directory = EventLoopThread().start(), Directory()
+>>> tree = Supervisor.start([ChildSpec("state_store", lambda ctx: StateStore.start(ctx, path, 3, journal, ()))],
+...                         SupervisionConfig(), loop, directory)
+>>> directory.ask("state_store", CreateTask("hello"))
+"""
+from .console import TransitionFeed
+from .directory import ActorUnavailable, Directory
+from .event_loop import EventLoopThread
+from .executor import Executor
+from .gateway import Gateway, read_gateway_url
+from .gateway_auth import gateway_token
+from .journal import Journal
+from .router import Router
+from .state_store import StateStore
+from .supervised import ChildContext, SupervisedActor
+from .supervisor import ChildSpec, Supervisor
+from .task_lifecycle import IllegalTransition, TaskState, UnknownTask
+
+__all__ = ["ActorUnavailable", "ChildContext", "ChildSpec", "Directory", "EventLoopThread", "Executor", "Gateway",
+           "IllegalTransition", "Journal", "Router", "StateStore", "SupervisedActor", "Supervisor", "TaskState",
+           "TransitionFeed", "UnknownTask", "gateway_token", "read_gateway_url"]

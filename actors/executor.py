@@ -1,0 +1,261 @@
+"""An Executor owns one MCP server: its session, its child process, its concurrency slots.
+
+It turns a task into one call of the configured tool (arguments from a template in config),
+records progress, enforces the hard per-call timeout, cancels on demand, and, when the server
+dies, respawns it with backoff and sends the interrupted tasks back for another attempt.
+
+The call itself is a coroutine on the shared loop; its outcome comes back as `CallEnded`, so the
+mailbox stays free for `Execute`, cancellations and `Introspect` while a 30-minute task runs.
+
+>>> ExecutorConfig(name="coder", transport="stdio", command="npx", args=("-y", "@steipete/claude-code-mcp"),
+...                tool="claude_code", arguments={"prompt": "{description}", "workFolder": "/Users/me/src"})
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping
+
+from config import ExecutorConfig
+from messages import (CallEnded, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks, RecordProgress,
+                      Respawn, TaskChanged, TaskView, Transition)
+
+from .journal import Journal
+from .mcp_link import LinkLost, McpLink
+from .supervised import ChildContext, SupervisedActor, describe
+from .task_lifecycle import IllegalTransition, TaskState
+
+STORE = "state_store"
+
+
+def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path) -> dict[str, Any]:
+    """Fill the config's argument template: `{description}`, `{task_id}`, `{kind}`, `{sender}`, `{home}`.
+
+    >>> render_arguments({"prompt": "{description}", "workFolder": "{home}/work"}, task, Path("/h"))
+    {'prompt': 'fix the parser', 'workFolder': '/h/work'}
+    """
+    fields = {"description": task.description, "task_id": task.task_id, "kind": task.kind or "",
+              "sender": task.sender or "", "home": str(home)}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.format_map(fields)
+        if isinstance(value, Mapping):
+            return {key: fill(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        return value
+    return fill(template)
+
+
+class Executor(SupervisedActor):
+    def __init__(self, context: ChildContext, spec: ExecutorConfig, max_attempts: int, journal: Journal,
+                 home: Path):
+        super().__init__(context)
+        self.spec = spec
+        self._max_attempts = max_attempts
+        self._journal = journal
+        self._home = home
+        self._link: McpLink | None = None
+        self._generation = 0
+        self._link_up = False
+        self._link_error = "starting"
+        self._respawn_failures = 0
+        self._link_opened_at = 0.0
+        self._respawn_pending = False
+        self._running: dict[int, tuple[TaskView, concurrent.futures.Future[None]]] = {}
+        self._queue: deque[TaskView] = deque()
+        self._completed = self._failed = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    def started(self) -> None:
+        self._open_link()
+        if self.context.incarnation > 0:
+            self._retry_calls_lost_with_previous_incarnation()
+        for task in self.directory.ask(STORE, ListTasks(state=TaskState.DISPATCHING, executor=self.name,
+                                                        limit=10_000, oldest_first=True)):
+            self._accept(task)
+
+    def release(self) -> None:
+        for _, future in self._running.values():
+            future.cancel()
+        if self._link is not None:
+            try:
+                self.loop.submit(self._link.close()).result(timeout=10)
+            except Exception:   # the loop may be stopping; the child then dies with its pipes
+                pass
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Execute(task=task):                        self._accept(task)
+            case CallEnded() as ended:                      self._finish(ended)
+            case TaskChanged(task=task):                    self._withdraw_if_moved(task)
+            case LinkOpened(generation=g, tools=tools):     self._link_opened(g, tools)
+            case LinkDown(generation=g, error=error):       self._link_down(g, error)
+            case Respawn(generation=g) if g == self._generation: self._respawn()
+            case Respawn():                                 pass
+            case _:                                         return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"link": "up" if self._link_up else f"down: {self._link_error}", "transport": self.spec.transport,
+                "tool": self.spec.tool, "slots": self.spec.slots, "running": sorted(self._running),
+                "queued": [task.task_id for task in self._queue], "completed": self._completed,
+                "failed": self._failed}
+
+    # --- tasks ---------------------------------------------------------------------------------------------
+    def _accept(self, task: TaskView) -> None:
+        if task.task_id in self._running or any(q.task_id == task.task_id for q in self._queue):
+            return   # Execute is idempotent: the Router may re-send it after a restart
+        self._queue.append(task)
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._queue and self._link_up and len(self._running) < self.spec.slots:
+            self._start(self._queue.popleft())
+
+    def _start(self, task: TaskView) -> None:
+        try:
+            task = self.directory.ask(STORE, Transition(
+                task.task_id, TaskState.EXECUTING, f"calling {self.spec.tool} on {self.name} "
+                f"(attempt {task.attempts + 1} of {self._max_attempts})",
+                expect=frozenset({TaskState.DISPATCHING}), executor=self.name, count_attempt=True))
+        except IllegalTransition:
+            return   # cancelled, or already taken by another incarnation
+        arguments = render_arguments(self.spec.arguments, task, self._home)
+        future = self.loop.submit(self._call(task.task_id, arguments, self._link, self._generation))
+        self._running[task.task_id] = (task, future)
+
+    async def _call(self, task_id: int, arguments: dict[str, Any], link: McpLink, generation: int) -> None:
+        started = time.monotonic()
+
+        def progress(done: float, total: float | None, message: str | None) -> None:
+            self.directory.tell(STORE, RecordProgress(task_id, done, total, message))
+
+        try:
+            outcome = await link.call(self.spec.tool, arguments, self.spec.call_timeout_s, progress)
+            verdict = "completed" if outcome.ok else "timed_out" if outcome.timed_out else "failed"
+            ended = CallEnded(task_id, verdict, outcome.text, time.monotonic() - started, generation)
+        except LinkLost as lost:
+            ended = CallEnded(task_id, "link_lost", str(lost), time.monotonic() - started, generation)
+        except asyncio.CancelledError:
+            ended = CallEnded(task_id, "cancelled", "cancelled", time.monotonic() - started, generation)
+        except Exception as error:   # an unexpected client fault fails this task, not the executor
+            ended = CallEnded(task_id, "failed", describe(error), time.monotonic() - started, generation)
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(ended)
+
+    def _finish(self, ended: CallEnded) -> None:
+        entry = self._running.pop(ended.task_id, None)
+        self._journal.record("mcp_call", executor=self.name, tool=self.spec.tool, task_id=ended.task_id,
+                             duration_s=round(ended.duration_s, 6), outcome=ended.outcome)
+        if entry is not None and ended.outcome != "cancelled":
+            self._settle(entry[0], ended)
+        if ended.outcome == "link_lost":
+            self._link_down(ended.link_generation, ended.detail)
+        self._drain()
+
+    def _settle(self, task: TaskView, ended: CallEnded) -> None:
+        match ended.outcome:
+            case "completed":
+                self._completed += 1
+                self._move(task, TaskState.COMPLETED, f"{self.spec.tool} returned after {ended.duration_s:.2f}s",
+                           result=ended.detail)
+            case "timed_out":
+                self._failed += 1
+                self._move(task, TaskState.FAILED, "hard timeout", error=f"no answer within "
+                           f"{self.spec.call_timeout_s:g}s (the executor's call_timeout_s)")
+            case "failed":
+                self._failed += 1
+                self._move(task, TaskState.FAILED, f"{self.spec.tool} reported an error", error=ended.detail)
+            case "link_lost":
+                self._retry_or_fail(task, f"{self.name}'s MCP server died mid-call: {ended.detail}")
+
+    def _retry_or_fail(self, task: TaskView, why: str) -> None:
+        if task.attempts < self._max_attempts:
+            self._move(task, TaskState.IDLE, f"{why}; retrying (attempt {task.attempts} of {self._max_attempts} "
+                       "used)")
+        else:
+            self._failed += 1
+            self._move(task, TaskState.FAILED, f"{why}; no attempts left",
+                       error=f"{why} (on each of {self._max_attempts} attempts)")
+
+    def _move(self, task: TaskView, to: str, reason: str, **fields: Any) -> None:
+        try:
+            self.directory.ask(STORE, Transition(task.task_id, to, reason, expect=frozenset({TaskState.EXECUTING}),
+                                                 **fields))
+        except IllegalTransition:
+            pass   # cancelled or suspended meanwhile: that move stands
+
+    def _withdraw_if_moved(self, task: TaskView) -> None:
+        """A task of ours was cancelled or suspended elsewhere: stop its call, or drop it from the queue."""
+        if task.state in (TaskState.EXECUTING, TaskState.DISPATCHING):
+            return
+        if task.task_id in self._running:
+            self._running[task.task_id][1].cancel()
+        self._queue = deque(q for q in self._queue if q.task_id != task.task_id)
+
+    def _retry_calls_lost_with_previous_incarnation(self) -> None:
+        for task in self.directory.ask(STORE, ListTasks(state=TaskState.EXECUTING, executor=self.name,
+                                                        limit=10_000, oldest_first=True)):
+            self._retry_or_fail(task, f"{self.name} restarted while the call was running")
+
+    # --- the MCP link --------------------------------------------------------------------------------------
+    def _open_link(self) -> None:
+        self._generation += 1
+        generation, link = self._generation, McpLink(self.spec, errlog=self._home / "logs" / f"{self.name}.stderr")
+        self._link = link
+
+        def opened(future: concurrent.futures.Future[list[str]]) -> None:
+            error = future.exception() if not future.cancelled() else None
+            message = LinkOpened(generation, tuple(future.result())) if error is None and not future.cancelled() \
+                else LinkDown(generation, describe(error) if error else "cancelled")
+            if self.actor_ref.is_alive():
+                self.actor_ref.tell(message)
+        self.loop.submit(link.open()).add_done_callback(opened)
+
+    def _link_opened(self, generation: int, tools: tuple[str, ...]) -> None:
+        if generation != self._generation:
+            return
+        if self.spec.tool not in tools:
+            self._link_down(generation, f"the server offers no tool {self.spec.tool!r} (it has: {', '.join(tools)})")
+            return
+        self._link_up, self._link_error, self._link_opened_at = True, "", time.monotonic()
+        self._tell_health()
+        self._watch_link(generation)
+        self._drain()
+
+    def _watch_link(self, generation: int) -> None:
+        """Notice a server that dies while no call is running, instead of at the next task."""
+        link = self._link
+
+        def lost(future: concurrent.futures.Future[str]) -> None:
+            if not future.cancelled() and self.actor_ref.is_alive():
+                self.actor_ref.tell(LinkDown(generation, future.result() if future.exception() is None
+                                             else describe(future.exception())))
+        self.loop.submit(link.wait_lost()).add_done_callback(lost)
+
+    def _respawn(self) -> None:
+        self._respawn_pending = False
+        self._open_link()
+
+    def _link_down(self, generation: int, error: str) -> None:
+        if generation != self._generation or self._respawn_pending:
+            return   # news of a link already replaced, or already being replaced
+        if self._link_up and time.monotonic() - self._link_opened_at > self.spec.respawn_max_s:
+            self._respawn_failures = 0   # it had been healthy for a while: not a crash loop
+        self._link_up, self._link_error = False, error
+        self._journal.record("executor_down", executor=self.name, error=error)
+        link = self._link
+        self.loop.submit(link.close())
+        self._tell_health()
+        delay = min(self.spec.respawn_initial_s * 2 ** self._respawn_failures, self.spec.respawn_max_s)
+        self._respawn_failures += 1
+        self._respawn_pending = True
+        self.loop.tell_later(delay, self.actor_ref, Respawn(generation))
+
+    def _tell_health(self) -> None:
+        self.directory.tell("router", ExecutorHealth(self.name, self._link_up, self._link_error,
+                                                     self.spec.slots - len(self._running)))

@@ -1,0 +1,77 @@
+"""The Gateway: our MCP server (Streamable HTTP on loopback, bearer token) through which OpenClaw,
+other MCP clients and `supervisor.py send` reach the orchestrator.
+
+The HTTP server runs on the shared loop; each tool is a coroutine that asks the actors on a small
+thread pool, so no tool call ever blocks the loop. The actor itself owns the server's lifetime and
+wakes `get_task(wait_s=…)` callers when the StateStore announces a change.
+
+>>> # from any MCP client, with Authorization: Bearer $OMNI_GATEWAY_TOKEN
+>>> await session.call_tool("submit_task", {"description": "重構登入模組", "sender": "telegram:42"})
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from config import GatewayConfig
+from messages import TaskChanged
+
+from .gateway_auth import BearerAuth
+from .gateway_tools import GatewayTools
+from .supervised import ChildContext, SupervisedActor
+
+URL_FILE = "gateway.url"
+
+
+class Gateway(SupervisedActor):
+    def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],
+                 executors: tuple[str, ...], home: Path):
+        super().__init__(context)
+        self._config = gateway
+        self._token = token
+        self._home = home
+        self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="gateway-ask")
+        self._tools = GatewayTools(context.directory, self._pool, kinds, executors)
+        self._server: uvicorn.Server | None = None
+        self._serving: concurrent.futures.Future[None] | None = None
+        self.url = ""
+
+    def started(self) -> None:
+        listener = socket.create_server((self._config.host, self._config.port), reuse_port=False)
+        host, port = listener.getsockname()[:2]
+        self.url = f"http://{host}:{port}{self._config.path}"
+        app = BearerAuth(self._tools.server.streamable_http_app(streamable_http_path=self._config.path,
+                                                                 host=self._config.host), self._token)
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        self._serving = self.loop.submit(self._server.serve(sockets=[listener]))
+        (self._home / URL_FILE).write_text(self.url + "\n")
+
+    def release(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            try:
+                self._serving.result(timeout=5)
+            except Exception:
+                pass
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case TaskChanged(task=task) if task.task_id in self._tools.waiting:
+                self.loop.loop.call_soon_threadsafe(self._tools.wake, task.task_id)
+            case TaskChanged():
+                pass
+            case _:
+                return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"url": self.url, "waiting_callers": len(self._tools.waiting)}
+
+
+def read_gateway_url(home: Path) -> str:
+    """Where the running supervisor's gateway listens (written at start, since the port may be 0)."""
+    return (home / URL_FILE).read_text().strip()

@@ -1,0 +1,94 @@
+"""The Router decides, for every idle task, its kind, its executor and its model tier, records why,
+and hands the task to the executor.
+
+It keeps no task state of its own: idle tasks are announced by the StateStore, and a periodic
+`Reconcile` re-reads the store so that nothing announced while the Router was restarting is lost.
+
+>>> classify(TaskView(1, "幫我整理會議紀錄", "idle"), routing)
+('general', 'no rule matched: the default kind')
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from config import RoutingConfig
+from messages import (Execute, ExecutorHealth, ListTasks, Reconcile, TaskChanged, TaskView, Transition)
+
+from .supervised import ChildContext, SupervisedActor
+from .task_lifecycle import IllegalTransition, TaskState
+
+STORE = "state_store"
+
+
+def classify(task: TaskView, routing: RoutingConfig) -> tuple[str, str]:
+    """The task's kind and why: the submitter's word, else the first rule whose pattern matches."""
+    if task.kind:
+        return task.kind, "kind given by the submitter"
+    for rule in routing.rules:
+        for pattern in rule.patterns:
+            if pattern.search(task.description):
+                return rule.kind, f"text matched /{pattern.pattern}/ of rule '{rule.kind}'"
+    return routing.default_kind, "no rule matched: the default kind"
+
+
+class Router(SupervisedActor):
+    def __init__(self, context: ChildContext, routing: RoutingConfig, reconcile_interval_s: float):
+        super().__init__(context)
+        self._routing = routing
+        self._reconcile_interval_s = reconcile_interval_s
+        self._down: dict[str, str] = {}      # executor → why it is down
+        self._decisions = 0
+
+    def started(self) -> None:
+        self._reconcile(older_than_s=0)
+        self.loop.tell_every(self._reconcile_interval_s, self.actor_ref, Reconcile())
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case TaskChanged(task=task) if task.state == TaskState.IDLE: self._dispatch(task)
+            case TaskChanged():                                          pass
+            case ExecutorHealth() as health:                             self._note_health(health)
+            case Reconcile():                                            self._reconcile(self._reconcile_interval_s)
+            case _:                                                      return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"decisions": self._decisions, "executors_down": dict(self._down)}
+
+    def _dispatch(self, task: TaskView) -> None:
+        kind, kind_reason = classify(task, self._routing)
+        rule = self._routing.rule_for(kind) or self._routing.rule_for(self._routing.default_kind)
+        executor, executor_reason = self._choose_executor(rule.executors)
+        tier = self._routing.default_tier
+        reason = f"kind {kind} ({kind_reason}); executor {executor} ({executor_reason}); tier {tier} (default tier)"
+        try:
+            dispatched = self.directory.ask(STORE, Transition(task.task_id, TaskState.DISPATCHING, reason,
+                                                              expect=frozenset({TaskState.IDLE}), kind=kind,
+                                                              executor=executor, tier=tier))
+        except IllegalTransition:
+            return   # someone moved it first (cancelled, or dispatched by an earlier announcement)
+        self._decisions += 1
+        self.directory.tell(executor, Execute(dispatched))
+
+    def _choose_executor(self, candidates: tuple[str, ...]) -> tuple[str, str]:
+        for name in candidates:
+            if name not in self._down:
+                return name, "first healthy of " + ", ".join(candidates)
+        return candidates[0], f"all of {', '.join(candidates)} are down; it will run when {candidates[0]} is back"
+
+    def _note_health(self, health: ExecutorHealth) -> None:
+        if health.up:
+            self._down.pop(health.name, None)
+        else:
+            self._down[health.name] = health.detail
+
+    def _reconcile(self, older_than_s: float) -> None:
+        """Re-dispatch idle tasks and re-send work orders that a restart may have swallowed."""
+        cutoff = time.time() - older_than_s
+        for task in self.directory.ask(STORE, ListTasks(state=TaskState.IDLE, limit=10_000, oldest_first=True)):
+            if task.updated_at <= cutoff:
+                self._dispatch(task)
+        for task in self.directory.ask(STORE, ListTasks(state=TaskState.DISPATCHING, limit=10_000,
+                                                        oldest_first=True)):
+            if task.updated_at <= cutoff and task.executor:
+                self.directory.tell(task.executor, Execute(task))

@@ -1,0 +1,202 @@
+"""Fixtures that start real parts on loopback and always stop them.
+
+- `omni_home`: a fresh `$OMNI_HOME` and gateway token for the test.
+- `write_config(**overrides)`: the sandbox config with a free port, no demo traffic, and overrides merged in.
+- `start_tree(config_path)`: the whole supervised tree in this process (real stdio MCP executors, real
+  HTTP gateway, real SQLite); stopped at teardown, failed or not.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pykka
+import pytest
+import yaml
+from rich.console import Console
+
+import supervisor
+from actors import Directory, EventLoopThread, Journal, Supervisor
+from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config
+
+TOKEN = "test-token-" + "x" * 20
+
+
+@pytest.fixture(autouse=True)
+def stop_all_actors():
+    yield
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)
+
+
+@pytest.fixture
+def omni_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "omni-home"
+    home.mkdir()
+    monkeypatch.setenv("OMNI_HOME", str(home))
+    monkeypatch.setenv("OMNI_GATEWAY_TOKEN", TOKEN)
+    return home
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def write_config(omni_home) -> Callable[..., Path]:
+    def write(**overrides: Any) -> Path:
+        raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text())
+        raw.pop("demo", None)
+        raw = merge(raw, {"gateway": {"port": 0, "generate_token": False},
+                          "supervision": {"backoff_initial_s": 0.01, "sweep_interval_s": 0.2},
+                          "tasks": {"reconcile_interval_s": 0.5}})
+        raw = merge(raw, overrides)
+        path = omni_home / "test-config.yaml"
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+        return path
+    return write
+
+
+@dataclass
+class Tree:
+    cfg: Config
+    directory: Directory
+    loop: EventLoopThread
+    supervisor: pykka.ActorRef
+    journal: Journal
+    escalations: list[str]
+
+    @property
+    def url(self) -> str:
+        return self.directory.ask("gateway", _introspect())["url"]
+
+    def ask(self, name: str, message: Any, timeout_s: float = 10) -> Any:
+        return self.directory.ask(name, message, timeout_s)
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.cfg.database_path)
+
+
+def _introspect():
+    from messages import Introspect
+    return Introspect()
+
+
+@pytest.fixture
+def start_tree(omni_home):
+    trees: list[Tree] = []
+
+    def start(config_path: Path) -> Tree:
+        cfg = load_config(config_path)
+        journal = Journal(cfg.log_dir)
+        loop = EventLoopThread().start()
+        directory = Directory()
+        escalations: list[str] = []
+        specs = supervisor.build_tree(cfg, journal, Console(file=open(os.devnull, "w")), TOKEN)
+        tree_ref = Supervisor.start(specs, cfg.supervision, loop, directory, on_escalation=escalations.append)
+        directory.register("supervisor", tree_ref)
+        tree = Tree(cfg, directory, loop, tree_ref, journal, escalations)
+        trees.append(tree)
+        wait_until(lambda: all(e.get("link", "").startswith("up") for e in executors_snapshot(tree).values()),
+                   timeout_s=30, what="executors' MCP servers up")
+        return tree
+
+    yield start
+    for tree in trees:
+        if tree.supervisor.is_alive():
+            tree.supervisor.stop(block=True, timeout=30)
+        tree.loop.stop()
+        tree.journal.close()
+
+
+def executors_snapshot(tree: Tree) -> dict[str, dict[str, Any]]:
+    return {name: tree.ask(name, _introspect()) for name in tree.cfg.executors}
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.02) -> Any:
+    """Poll `condition` until it is truthy; fail the test naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def task_states(db_path: Path) -> dict[int, str]:
+    with sqlite3.connect(db_path) as db:
+        return dict(db.execute("select id, state from task"))
+
+
+class SupervisorProcess:
+    """`python supervisor.py --config …` as a real child process."""
+
+    def __init__(self, config_path: Path, home: Path):
+        self.config_path, self.home = config_path, home
+        self.log = open(home / "supervisor-stdout.log", "ab")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> SupervisorProcess:
+        url_file = self.home / "gateway.url"
+        url_file.unlink(missing_ok=True)
+        self.process = subprocess.Popen([sys.executable, "supervisor.py", "--config", str(self.config_path)],
+                                        cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        wait_until(lambda: url_file.exists() or self.process.poll() is not None, 30, "the gateway to listen")
+        assert self.process.poll() is None, (self.home / "supervisor-stdout.log").read_text()
+        return self
+
+    @property
+    def url(self) -> str:
+        return (self.home / "gateway.url").read_text().strip()
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor (its MCP server children are left to notice their closed stdin)."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        try:   # and whatever MCP server children it left behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return self.process.returncode
+
+
+@pytest.fixture
+def supervisor_process(omni_home):
+    started: list[SupervisorProcess] = []
+
+    def launch(config_path: Path) -> SupervisorProcess:
+        proc = SupervisorProcess(config_path, omni_home).start()
+        started.append(proc)
+        return proc
+
+    yield launch
+    for proc in started:
+        proc.stop()
+        proc.log.close()
