@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(resolve_config_path(args.config))
     except ConfigError as error:
-        Console(file=sys.stderr).print(f"[red]config error:[/] {error}", highlight=False, markup=True)
+        print(f"config error: {error}", file=sys.stderr)
         return 2
     if args.command == "validate":
         console.print(f"{cfg.source}: sound ({len(cfg.executors)} executors, {len(cfg.routing.rules)} rules)")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(cfg, console)
     except MissingToken as missing:
-        Console(file=sys.stderr).print(f"[red]cannot start:[/] {missing}", highlight=False)
+        print(f"cannot start: {missing}", file=sys.stderr)
         return 2
 
 

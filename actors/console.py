@@ -29,8 +29,9 @@ def transition_line(changed: TaskChanged, now: float | None = None) -> str:
     route = " ".join(part for part in (task.executor, task.tier) if part)
     text = task.description if len(task.description) <= 60 else task.description[:57] + "…"
     style = STATE_STYLE.get(task.state, "white")
-    return (f"{clock}  #{task.task_id}  {changed.previous or 'new'} → [{style}]{task.state}[/]  "
-            f"{escape(route)}  {escape(text)}  · {escape(changed.reason)}")
+    parts = [clock, f"#{task.task_id}", f"{changed.previous or 'new'} → [{style}]{task.state}[/]", escape(route),
+             escape(text), f"· {escape(changed.reason)}"]
+    return "  ".join(part for part in parts if part)
 
 
 class TransitionFeed(SupervisedActor):

@@ -62,7 +62,7 @@ class Executor(SupervisedActor):
         self._link: McpLink | None = None
         self._generation = 0
         self._link_up = False
-        self._link_error = "starting"
+        self._link_status = "starting"     # up | starting | down: <why>
         self._respawn_failures = 0
         self._link_opened_at = 0.0
         self._respawn_pending = False
@@ -100,7 +100,7 @@ class Executor(SupervisedActor):
             case _:                                         return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"link": "up" if self._link_up else f"down: {self._link_error}", "transport": self.spec.transport,
+        return {"link": self._link_status, "transport": self.spec.transport,
                 "tool": self.spec.tool, "slots": self.spec.slots, "running": sorted(self._running),
                 "queued": [task.task_id for task in self._queue], "completed": self._completed,
                 "failed": self._failed}
@@ -222,7 +222,7 @@ class Executor(SupervisedActor):
         if self.spec.tool not in tools:
             self._link_down(generation, f"the server offers no tool {self.spec.tool!r} (it has: {', '.join(tools)})")
             return
-        self._link_up, self._link_error, self._link_opened_at = True, "", time.monotonic()
+        self._link_up, self._link_status, self._link_opened_at = True, "up", time.monotonic()
         self._tell_health()
         self._watch_link(generation)
         self._drain()
@@ -246,7 +246,7 @@ class Executor(SupervisedActor):
             return   # news of a link already replaced, or already being replaced
         if self._link_up and time.monotonic() - self._link_opened_at > self.spec.respawn_max_s:
             self._respawn_failures = 0   # it had been healthy for a while: not a crash loop
-        self._link_up, self._link_error = False, error
+        self._link_up, self._link_status = False, f"down: {error}"
         self._journal.record("executor_down", executor=self.name, error=error)
         link = self._link
         self.loop.submit(link.close())
@@ -257,5 +257,5 @@ class Executor(SupervisedActor):
         self.loop.tell_later(delay, self.actor_ref, Respawn(generation))
 
     def _tell_health(self) -> None:
-        self.directory.tell("router", ExecutorHealth(self.name, self._link_up, self._link_error,
+        self.directory.tell("router", ExecutorHealth(self.name, self._link_up, self._link_status,
                                                      self.spec.slots - len(self._running)))

@@ -27,8 +27,8 @@ def classify(task: TaskView, routing: RoutingConfig) -> tuple[str, str]:
         return task.kind, "kind given by the submitter"
     for rule in routing.rules:
         for pattern in rule.patterns:
-            if pattern.search(task.description):
-                return rule.kind, f"text matched /{pattern.pattern}/ of rule '{rule.kind}'"
+            if found := pattern.search(task.description):
+                return rule.kind, f"the text mentions '{found.group(0)}'"
     return routing.default_kind, "no rule matched: the default kind"
 
 
@@ -90,5 +90,22 @@ class Router(SupervisedActor):
                 self._dispatch(task)
         for task in self.directory.ask(STORE, ListTasks(state=TaskState.DISPATCHING, limit=10_000,
                                                         oldest_first=True)):
-            if task.updated_at <= cutoff and task.executor:
+            if task.updated_at > cutoff or not task.executor:
+                continue
+            if task.executor in self._down and self._has_healthy_alternative(task):
+                self._reroute(task)
+            else:
                 self.directory.tell(task.executor, Execute(task))
+
+    def _has_healthy_alternative(self, task: TaskView) -> bool:
+        rule = self._routing.rule_for(task.kind or "") or self._routing.rule_for(self._routing.default_kind)
+        return any(name not in self._down for name in rule.executors)
+
+    def _reroute(self, task: TaskView) -> None:
+        """Its executor is down: back to idle, so that the announcement dispatches it to a healthy one."""
+        try:
+            self.directory.ask(STORE, Transition(task.task_id, TaskState.IDLE, f"{task.executor} is down "
+                                                 f"({self._down[task.executor]}); routing again",
+                                                 expect=frozenset({TaskState.DISPATCHING})))
+        except IllegalTransition:
+            pass   # the executor took it meanwhile

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import string
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -130,6 +131,7 @@ def _executor(node: _Node) -> ExecutorConfig:
     if not arguments.value:
         raise ConfigError(node.file, arguments.path, "a mapping of tool argument templates, e.g. "
                           "{prompt: '{description}'}")
+    _check_templates(arguments)
     common = dict(
         name=node.path.rsplit(".", 1)[-1],
         transport=transport,
@@ -151,6 +153,31 @@ def _executor(node: _Node) -> ExecutorConfig:
         cwd=node.str("cwd", str(PROJECT_ROOT)),
         env=node.str_map("env"),
     )
+
+
+TEMPLATE_FIELDS = ("description", "task_id", "kind", "sender", "home")
+
+
+def _check_templates(node: _Node) -> None:
+    """Every `{field}` in an argument template must be one the Executor fills in."""
+    def check(value: Any, key_path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                check(item, f"{key_path}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                check(item, f"{key_path}[{i}]")
+        elif isinstance(value, str):
+            try:
+                fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+            except ValueError as err:
+                raise ConfigError(node.file, key_path, "a template with balanced braces ({{ and }} for literal "
+                                  "ones)", str(err)) from None
+            for name in fields:
+                if name not in TEMPLATE_FIELDS:
+                    raise ConfigError(node.file, key_path, "template fields among "
+                                      + ", ".join("{%s}" % f for f in TEMPLATE_FIELDS), "{%s}" % name)
+    check(node.value, node.path)
 
 
 def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingConfig:
@@ -267,7 +294,7 @@ class _Node:
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
-                raise ConfigError(self.file, key_path, f"environment variable {name} to be set", "it is unset")
+                raise ConfigError(self.file, key_path, f"environment variable {name} to be set", "nothing (it is unset)")
             return os.environ[name]
 
         if secret and not _ENV_REFERENCE.search(text) and _looks_secret(key_path) and not self._owner_only:

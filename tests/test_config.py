@@ -24,10 +24,15 @@ def with_change(change):
     return raw
 
 
-def test_the_shipped_configs_load():
+def test_the_shipped_configs_load(monkeypatch):
     cfg = load_config(EMBEDDED_DEFAULT)
     assert set(cfg.executors) == {"coder", "general"} and cfg.gateway.port == 8765
     assert cfg.executors["coder"].tool == "claude_code"
+    for name in ("ANTHROPIC_API_KEY", "MOLTWORKER_TOKEN"):
+        monkeypatch.setenv(name, "from-the-environment")
+    real = load_config(EMBEDDED_DEFAULT.with_name("default.yaml"))
+    assert real.executors["moltworker"].headers["Authorization"] == "Bearer from-the-environment"
+    assert [rule.kind for rule in real.routing.rules] == ["coding", "heavy", "general"]
 
 
 @pytest.mark.parametrize("change, key_path, expected", [
@@ -43,6 +48,8 @@ def test_the_shipped_configs_load():
     (lambda raw: raw["supervision"].update(strategy="all_for_none"), "supervision.strategy", "one of one_for_one"),
     (lambda raw: raw["tasks"].update(max_attempts=0), "tasks.max_attempts", "a whole number >= 1"),
     (lambda raw: raw.update(executor={}), "executor", "one of the keys"),
+    (lambda raw: raw["executors"]["coder"]["arguments"].update(prompt="{descripton}"), "executors.coder.arguments.prompt",
+     "template fields among {description}"),
 ])
 def test_a_mistake_names_file_key_path_and_expectation(tmp_path, change, key_path, expected):
     path = write(tmp_path, with_change(change))

@@ -1,0 +1,54 @@
+"""A real `python supervisor.py` process, SIGKILLed with tasks executing, then started again."""
+from __future__ import annotations
+
+import asyncio
+
+from actors.gateway_client import GatewaySession
+
+from .conftest import TOKEN, task_states, wait_until
+
+
+def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_config, supervisor_process, omni_home):
+    config = write_config(tasks={"max_attempts": 3})
+    first = supervisor_process(config)
+
+    async def submit(url, count):
+        async with GatewaySession(url, TOKEN) as gateway:
+            return [(await gateway.call("submit_task", description=f"job {i} [sleep=3]" + (" code" if i % 2 else "")))
+                    ["task_id"] for i in range(count)]
+
+    ids = asyncio.run(submit(first.url, 12))
+    database = omni_home / "omni.db"
+    wait_until(lambda: sum(state == "executing" for state in task_states(database).values()) >= 8, 20,
+               "tasks executing")
+    first.kill()
+    interrupted = task_states(database)
+    assert all(interrupted[i] in ("idle", "dispatching", "executing") for i in ids)
+
+    second = supervisor_process(config)
+    wait_until(lambda: all(state == "completed" for state in task_states(database).values()), 60,
+               "every task completed after the restart")
+    assert sorted(task_states(database)) == sorted(ids)
+
+    async def history(url):
+        async with GatewaySession(url, TOKEN) as gateway:
+            return [await gateway.call("get_task", task_id=i) for i in ids]
+
+    tasks = asyncio.run(history(second.url))
+    executing_before = [i for i in ids if interrupted[i] == "executing"]
+    assert all(task["attempts"] == 2 for task in tasks if task["task_id"] in executing_before)
+    assert second.stop() == 0, "a SIGTERM stops the tree in order and exits 0"
+
+
+def test_a_bad_config_stops_start_up_with_a_clear_error(omni_home, tmp_path):
+    import subprocess
+    import sys
+
+    from config import PROJECT_ROOT
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("executors:\n  coder:\n    transport: stdio\n    command: python\n    tool: claude_code\n"
+                   "    arguments: {prompt: '{description}'}\n    slots: -1\n")
+    finished = subprocess.run([sys.executable, "supervisor.py", "--config", str(bad)], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert f"{bad}: executors.coder.slots: expected a whole number >= 1, got -1" in finished.stderr
