@@ -1,5 +1,9 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both set up .venv from the lock file first.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# pip on some machines warns once per package about unusable local index folders: keep the log readable.
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -10,7 +14,7 @@ setup: $(STAMP)
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pip install --disable-pip-version-check -q -r requirements.lock
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pip install --disable-pip-version-check -q -r requirements.lock $(QUIET_PIP)
 	touch $(STAMP)
 
 run: setup
@@ -25,7 +29,7 @@ bench: setup
 # Re-resolve requirements.in into requirements.lock in a scratch venv (needs the package registry).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --disable-pip-version-check -q -r requirements.in
+	.venv-lock/bin/pip install --disable-pip-version-check -q -r requirements.in $(QUIET_PIP)
 	.venv-lock/bin/pip freeze --exclude-editable | sed '/^-e /d' > requirements.lock
 	rm -rf .venv-lock
 

@@ -182,3 +182,37 @@ def test_killing_router_executor_and_store_with_200_tasks_in_flight_loses_none(w
     restarts = {actor["name"]: actor["restarts"] for actor in tree.ask("supervisor", Introspect())}
     assert restarts["router"] >= 1 and restarts["coder"] >= 1 and restarts["state_store"] >= 1
     assert not tree.escalations
+
+
+def test_a_request_from_a_foreign_origin_is_refused_even_with_the_token(write_config, start_tree):
+    tree = start_tree(write_config())
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+               "Authorization": f"Bearer {TOKEN}", "Origin": "http://evil.example"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    response = httpx2.post(tree.url, json=body, headers=headers)
+    assert response.status_code == 403
+
+
+def test_the_sandbox_generates_an_owner_only_token_when_none_is_set(write_config, start_tree, omni_home, monkeypatch):
+    monkeypatch.delenv("OMNI_GATEWAY_TOKEN")
+    from actors import gateway_token
+    from config import load_config
+    cfg = load_config(write_config(gateway={"generate_token": True}))
+    token = gateway_token(cfg.gateway, cfg.home)
+    path = omni_home / "gateway.token"
+    assert path.read_text() == token and len(token) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert gateway_token(cfg.gateway, cfg.home) == token, "the same token on the next start"
+
+
+def test_without_a_token_a_real_install_refuses_to_start(write_config, omni_home, monkeypatch):
+    import subprocess
+    import sys
+
+    from config import PROJECT_ROOT
+    monkeypatch.delenv("OMNI_GATEWAY_TOKEN")
+    finished = subprocess.run([sys.executable, "supervisor.py", "--config", str(write_config())], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert "set the environment variable OMNI_GATEWAY_TOKEN (gateway.token_env)" in finished.stderr
