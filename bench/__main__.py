@@ -1,0 +1,87 @@
+"""`python -m bench [--quick] [--keep]`: measure the floor and no-op tasks end to end, print the figures."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+
+from ._orchestrator import Orchestrator
+from ._probes import end_to_end, gateway_floor, stdio_floor, wait_ready
+from ._stats import Figure, table
+
+CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many calls/tasks each measurement makes (the concurrent ones: per caller)."""
+    stdio_seq: int
+    stdio_each: int
+    gateway_seq: int
+    gateway_each: int
+    e2e_seq: int
+    e2e_each: int
+
+
+FULL = Plan(stdio_seq=1000, stdio_each=250, gateway_seq=300, gateway_each=100, e2e_seq=200, e2e_each=125)
+QUICK = Plan(stdio_seq=50, stdio_each=10, gateway_seq=30, gateway_each=10, e2e_seq=20, e2e_each=10)
+
+
+def machine() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"machine: nproc={cpus}, Python {platform.python_version()} ({platform.python_implementation()}), "
+            f"{platform.system()} {platform.machine()}")
+
+
+async def measure(orchestrator: Orchestrator, plan: Plan) -> dict[str, Figure]:
+    """All measurements, in order: stdio floor, gateway floor, end to end."""
+    await wait_ready(orchestrator.url, orchestrator.token)
+    figures = [*await stdio_floor(plan.stdio_seq, plan.stdio_each, CONCURRENCY),
+               *await gateway_floor(orchestrator.url, orchestrator.token, plan.gateway_seq, plan.gateway_each,
+                                    CONCURRENCY),
+               *await end_to_end(orchestrator.url, orchestrator.token, plan.e2e_seq, plan.e2e_each, CONCURRENCY)]
+    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures))
+
+
+def verdicts(f: dict[str, Figure]) -> list[str]:
+    """The ratios the targets are about, each with its target and whether it was met."""
+    floor_p50 = f["gateway"].p50_ms + f["stdio"].p50_ms
+    rows = [
+        (f"e2e p50 / floor p50  ({f['e2e'].p50_ms:.2f} / ({f['gateway'].p50_ms:.2f} + {f['stdio'].p50_ms:.2f}) ms)",
+         f["e2e"].p50_ms / floor_p50, "<= 1.5x", lambda v: v <= 1.5),
+        (f"{CONCURRENCY}-submitter tasks/s / raw stdio calls/s at {CONCURRENCY} "
+         f"({f['e2e_n'].rate:.1f} / {f['stdio_n'].rate:.1f})",
+         f["e2e_n"].rate / f["stdio_n"].rate, ">= 0.5", lambda v: v >= 0.5),
+        (f"tasks/s with {CONCURRENCY} submitters", f["e2e_n"].rate, ">= 300", lambda v: v >= 300),
+    ]
+    return [f"{label:<72} {value:>8.2f}   target {target:<8} {'met' if ok(value) else 'NOT met'}"
+            for label, value, target, ok in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Measure the floor and no-op tasks end to end; print the figures.")
+    parser.add_argument("--quick", action="store_true", help="few iterations: a smoke check")
+    parser.add_argument("--keep", action="store_true", help="keep the temp $OMNI_HOME (logs) and print its path")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    print(machine(), flush=True)
+    started = time.perf_counter()
+    with Orchestrator(keep=args.keep) as orchestrator:
+        print(f"orchestrator: supervisor.py pid {orchestrator.process.pid} at {orchestrator.url}"
+              f"{f' (home {orchestrator.home})' if args.keep else ''}", flush=True)
+        figures = asyncio.run(measure(orchestrator, plan))
+        print(f"supervisor: {orchestrator.summary()}")
+    print()
+    print(table(list(figures.values())))
+    print()
+    print("\n".join(verdicts(figures)))
+    print(f"\n({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.1f}s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
