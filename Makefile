@@ -7,15 +7,23 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The LiteLLM proxy runs from its own venv: litellm[proxy] pins rich<14 and its own web stack.
+LITELLM_VENV := .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 
 .PHONY: setup run test bench lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LITELLM_STAMP)
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(PY) -m pip install --disable-pip-version-check -q -r requirements.lock $(QUIET_PIP)
 	touch $(STAMP)
+
+$(LITELLM_STAMP): requirements-litellm.lock
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(LITELLM_VENV)/bin/pip install --disable-pip-version-check -q -r requirements-litellm.lock $(QUIET_PIP)
+	touch $(LITELLM_STAMP)
 
 run: setup
 	$(PY) supervisor.py $(ARGS)
@@ -26,12 +34,17 @@ test: setup
 bench: setup
 	$(PY) -m bench
 
-# Re-resolve requirements.in into requirements.lock in a scratch venv (needs the package registry).
+# Re-resolve requirements.in into requirements.lock and requirements-litellm.in into
+# requirements-litellm.lock, each in a scratch venv (needs the package registry).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --disable-pip-version-check -q -r requirements.in $(QUIET_PIP)
 	.venv-lock/bin/pip freeze --exclude-editable | sed '/^-e /d' > requirements.lock
 	rm -rf .venv-lock
+	rm -rf .venv-lock-litellm && $(PYTHON) -m venv .venv-lock-litellm
+	LITELLM_LOCAL_MODEL_COST_MAP=True .venv-lock-litellm/bin/pip install --disable-pip-version-check -q -r requirements-litellm.in $(QUIET_PIP)
+	.venv-lock-litellm/bin/pip freeze --exclude-editable | sed '/^-e /d' > requirements-litellm.lock
+	rm -rf .venv-lock-litellm
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LITELLM_VENV) .pytest_cache

@@ -3,11 +3,13 @@
     python supervisor.py                      # $OMNI_HOME/config.yaml, else the embedded sandbox
     python supervisor.py --config my.yaml
     python supervisor.py validate [--config PATH]
+    python supervisor.py proxy {start,stop,restart,status}   # the managed LiteLLM proxy
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,26 +17,40 @@ import threading
 import pykka
 from rich.console import Console
 
-from actors import (Directory, EventLoopThread, Executor, Gateway, Journal, Router, StateStore, Supervisor,
-                    TransitionFeed, ChildSpec, gateway_token)
+from actors import (ChildSpec, Directory, EventLoopThread, Executor, Gateway, Journal, LiteLLMGuard, ProxyKeeper,
+                    Router, StateStore, Supervisor, SystemMode, TransitionFeed, gateway_token)
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
 
-SUBSCRIBERS = ("router", "gateway", "console")
+SUBSCRIBERS = ("router", "gateway", "console", "system_mode")
 
 
 def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> list[ChildSpec]:
-    """The children, in start order: the store first (everyone asks it), the gateway (new work) last."""
+    """The children, in start order: the store first (everyone asks it), then the model route, the
+    executors, the router, and the gateway (new work) last."""
+    models = cfg.litellm is not None
     specs = [ChildSpec("state_store", lambda ctx: StateStore.start(ctx, cfg.database_path, cfg.tasks.max_attempts,
                                                                   journal, SUBSCRIBERS))]
+    if cfg.providers is not None:
+        from sandbox.world import SandboxProviders
+        specs.append(ChildSpec("sandbox_providers", lambda ctx: SandboxProviders.start(ctx, cfg.providers, cfg.home)))
+    if models and cfg.litellm.mode == "managed":
+        specs.append(ChildSpec("litellm_proxy", lambda ctx: ProxyKeeper.start(ctx, cfg.litellm, cfg.home, journal)))
+    if models:
+        route_users = tuple(name for name, spec in cfg.executors.items() if spec.model_route)
+        specs.append(ChildSpec("litellm_guard", lambda ctx: LiteLLMGuard.start(ctx, cfg.litellm, cfg.budget, journal,
+                                                                               cfg.locale, route_users)))
+    tier_models = {name: tier.proxy_model for name, tier in cfg.litellm.tiers.items()} if models else {}
     specs += [ChildSpec(name, lambda ctx, spec=spec: Executor.start(ctx, spec, cfg.tasks.max_attempts, journal,
-                                                                     cfg.home))
+                                                                     cfg.home, tier_models))
               for name, spec in cfg.executors.items()]
     specs += [
-        ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s)),
+        ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),
+        ChildSpec("system_mode", lambda ctx: SystemMode.start(ctx, cfg.repair, cfg.litellm, cfg.locale, journal,
+                                                              cfg.home)),
         ChildSpec("gateway", lambda ctx: Gateway.start(ctx, cfg.gateway, token,
                                                        tuple(rule.kind for rule in cfg.routing.rules),
-                                                       tuple(cfg.executors), cfg.home)),
+                                                       tuple(cfg.executors), cfg.home, models)),
         ChildSpec("console", lambda ctx: TransitionFeed.start(ctx, console)),
     ]
     if cfg.demo is not None:
@@ -90,13 +106,20 @@ def configure_logging(cfg: Config) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="supervisor.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "validate"))
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "validate", "proxy"))
+    parser.add_argument("action", nargs="?", help="proxy: start, stop, restart or status")
     parser.add_argument("--config", help="config file (default: $OMNI_HOME/config.yaml, else the sandbox)")
+    parser.add_argument("--home", help="data directory (default: $OMNI_HOME, else ~/.omni)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.home:
+        os.environ["OMNI_HOME"] = args.home
+    if args.command == "proxy":
+        from actors.litellm_proxy import main as proxy_main
+        return proxy_main([args.action or "status"] + (["--config", args.config] if args.config else []))
     console = Console(file=sys.stdout)
     try:
         cfg = load_config(resolve_config_path(args.config))

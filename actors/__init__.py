@@ -12,12 +12,15 @@ from .executor import Executor
 from .gateway import Gateway, read_gateway_url
 from .gateway_auth import gateway_token
 from .journal import Journal
+from .litellm_guard import LiteLLMGuard
+from .proxy_keeper import ProxyKeeper
 from .router import Router
 from .state_store import StateStore
 from .supervised import ChildContext, SupervisedActor
 from .supervisor import ChildSpec, Supervisor
+from .system_mode import SystemMode
 from .task_lifecycle import IllegalTransition, TaskState, UnknownTask
 
 __all__ = ["ActorUnavailable", "ChildContext", "ChildSpec", "Directory", "EventLoopThread", "Executor", "Gateway",
-           "IllegalTransition", "Journal", "Router", "StateStore", "SupervisedActor", "Supervisor", "TaskState",
+           "IllegalTransition", "Journal", "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor", "Supervisor", "SystemMode", "TaskState",
            "TransitionFeed", "UnknownTask", "gateway_token", "read_gateway_url"]

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from messages import TaskChanged
+from messages import Notice, TaskChanged
 
 from .supervised import ChildContext, SupervisedActor
 
@@ -45,6 +45,9 @@ class TransitionFeed(SupervisedActor):
             case TaskChanged() as changed:
                 self._lines += 1
                 self._console.print(transition_line(changed), highlight=False, soft_wrap=True)
+            case Notice(text=text):
+                self._console.print(f"{time.strftime('%H:%M:%S')}  [bold yellow]notice[/]  {escape(text)}",
+                                    highlight=False, soft_wrap=True)
             case _:
                 return self.unhandled(message)
 

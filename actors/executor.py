@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Mapping
 
 from config import ExecutorConfig
-from messages import (CallEnded, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks, RecordProgress,
-                      Respawn, TaskChanged, TaskView, Transition)
+from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
+                      RecordProgress, Respawn, RouteChanged, TaskChanged, TaskView, Transition)
 
 from .journal import Journal
 from .mcp_link import LinkLost, McpLink
@@ -31,14 +32,17 @@ from .task_lifecycle import IllegalTransition, TaskState
 STORE = "state_store"
 
 
-def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path) -> dict[str, Any]:
-    """Fill the config's argument template: `{description}`, `{task_id}`, `{kind}`, `{sender}`, `{home}`.
+def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
+                     tier_models: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Fill the config's argument template: `{description}`, `{task_id}`, `{kind}`, `{sender}`, `{home}`,
+    `{tier}` and `{model}` (the tier's model group on the LiteLLM proxy).
 
     >>> render_arguments({"prompt": "{description}", "workFolder": "{home}/work"}, task, Path("/h"))
     {'prompt': 'fix the parser', 'workFolder': '/h/work'}
     """
     fields = {"description": task.description, "task_id": task.task_id, "kind": task.kind or "",
-              "sender": task.sender or "", "home": str(home)}
+              "sender": task.sender or "", "home": str(home), "tier": task.tier or "",
+              "model": (tier_models or {}).get(task.tier or "", "")}
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
@@ -53,9 +57,13 @@ def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path) ->
 
 class Executor(SupervisedActor):
     def __init__(self, context: ChildContext, spec: ExecutorConfig, max_attempts: int, journal: Journal,
-                 home: Path):
+                 home: Path, tier_models: Mapping[str, str] | None = None):
         super().__init__(context)
         self.spec = spec
+        self._tier_models = tier_models or {}
+        self._uses_route = spec.model_route and bool(tier_models)
+        self._route_env: dict[str, str] = {}
+        self._respawn_for_route = False
         self._max_attempts = max_attempts
         self._journal = journal
         self._home = home
@@ -72,6 +80,8 @@ class Executor(SupervisedActor):
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def started(self) -> None:
+        if self._uses_route:
+            self._route_env = self.directory.ask("litellm_guard", CurrentRoute())
         self._open_link()
         if self.context.incarnation > 0:
             self._retry_calls_lost_with_previous_incarnation()
@@ -93,9 +103,10 @@ class Executor(SupervisedActor):
             case Execute(task=task):                        self._accept(task)
             case CallEnded() as ended:                      self._finish(ended)
             case TaskChanged(task=task):                    self._withdraw_if_moved(task)
+            case RouteChanged(env=env):                     self._route_changed(env)
             case LinkOpened(generation=g, tools=tools):     self._link_opened(g, tools)
             case LinkDown(generation=g, error=error):       self._link_down(g, error)
-            case Respawn(generation=g) if g == self._generation: self._respawn()
+            case Respawn(generation=g) if g == self._generation: self._open_link()
             case Respawn():                                 pass
             case _:                                         return self.unhandled(message)
 
@@ -113,7 +124,7 @@ class Executor(SupervisedActor):
         self._drain()
 
     def _drain(self) -> None:
-        while self._queue and self._link_up and len(self._running) < self.spec.slots:
+        while self._queue and self._link_up and not self._respawn_for_route and len(self._running) < self.spec.slots:
             self._start(self._queue.popleft())
 
     def _start(self, task: TaskView) -> None:
@@ -124,7 +135,7 @@ class Executor(SupervisedActor):
                 expect=frozenset({TaskState.DISPATCHING}), executor=self.name, count_attempt=True))
         except IllegalTransition:
             return   # cancelled, or already taken by another incarnation
-        arguments = render_arguments(self.spec.arguments, task, self._home)
+        arguments = render_arguments(self.spec.arguments, task, self._home, self._tier_models)
         future = self.loop.submit(self._call(task.task_id, arguments, self._link, self._generation))
         self._running[task.task_id] = (task, future)
 
@@ -155,6 +166,7 @@ class Executor(SupervisedActor):
             self._settle(entry[0], ended)
         if ended.outcome == "link_lost":
             self._link_down(ended.link_generation, ended.detail)
+        self._respawn_if_route_changed()
         self._drain()
 
     def _settle(self, task: TaskView, ended: CallEnded) -> None:
@@ -202,10 +214,27 @@ class Executor(SupervisedActor):
                                                         limit=10_000, oldest_first=True)):
             self._retry_or_fail(task, f"{self.name} restarted while the call was running")
 
+    def _route_changed(self, env: Mapping[str, str]) -> None:
+        """The model route moved (proxy ↔ direct): respawn the server with it, between tasks."""
+        if self._uses_route and dict(env) != self._route_env:
+            self._route_env, self._respawn_for_route = dict(env), True
+            self._respawn_if_route_changed()
+
+    def _respawn_if_route_changed(self) -> None:
+        if self._respawn_for_route and not self._running:
+            self._respawn_for_route = False
+            old = self._link
+            self._link_up, self._link_status = False, "starting (route changed)"
+            self._open_link()
+            if old is not None:
+                self.loop.submit(old.close())
+
     # --- the MCP link --------------------------------------------------------------------------------------
     def _open_link(self) -> None:
         self._generation += 1
-        generation, link = self._generation, McpLink(self.spec, errlog=self._home / "logs" / f"{self.name}.stderr")
+        self._respawn_pending = False
+        spec = dataclasses.replace(self.spec, env={**self.spec.env, **self._route_env}) if self._route_env else self.spec
+        generation, link = self._generation, McpLink(spec, errlog=self._home / "logs" / f"{self.name}.stderr")
         self._link = link
 
         def opened(future: concurrent.futures.Future[list[str]]) -> None:
@@ -236,10 +265,6 @@ class Executor(SupervisedActor):
                 self.actor_ref.tell(LinkDown(generation, future.result() if future.exception() is None
                                              else describe(future.exception())))
         self.loop.submit(link.wait_lost()).add_done_callback(lost)
-
-    def _respawn(self) -> None:
-        self._respawn_pending = False
-        self._open_link()
 
     def _link_down(self, generation: int, error: str) -> None:
         if generation != self._generation or self._respawn_pending:

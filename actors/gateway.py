@@ -29,13 +29,13 @@ URL_FILE = "gateway.url"
 
 class Gateway(SupervisedActor):
     def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],
-                 executors: tuple[str, ...], home: Path):
+                 executors: tuple[str, ...], home: Path, models: bool = False):
         super().__init__(context)
         self._config = gateway
         self._token = token
         self._home = home
         self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="gateway-ask")
-        self._tools = GatewayTools(context.directory, self._pool, kinds, executors)
+        self._tools = GatewayTools(context.directory, self._pool, kinds, executors, models)
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""

@@ -14,38 +14,48 @@ from typing import Any, Iterator
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from messages import CountTasksByState, CreateTask, GetTask, Introspect, ListTasks, Transition
+from messages import CountTasksByState, CreateTask, GetMode, GetTask, Introspect, SumCosts, ListTasks, Transition
 
+from .budget import day_start, month_start
 from .directory import ActorUnavailable, Directory
 from .task_lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"
+GUARD = "litellm_guard"
+TIERS = ("P1", "P2")
+PERIODS = {"today": day_start, "week": lambda now: day_start(now) - 6 * 86400, "month": month_start}
 MAX_WAIT_S = 300.0
 MAX_LIST = 500
 
 
 class GatewayTools:
     def __init__(self, directory: Directory, pool: concurrent.futures.Executor, kinds: tuple[str, ...],
-                 executors: tuple[str, ...]):
+                 executors: tuple[str, ...], models: bool = False):
         self._directory = directory
+        self._models = models
         self._pool = pool
         self._kinds = kinds
         self._executors = executors
         self.waiting: dict[int, list[asyncio.Event]] = {}
         self.server = MCPServer("omni-orchestrator", instructions="Submit tasks to Omni-Orchestrator and follow "
                                 "them; tasks are routed to an executor and a model tier, and survive restarts.")
-        for tool in (self.submit_task, self.get_task, self.list_tasks, self.cancel_task, self.system_status):
+        for tool in (self.submit_task, self.get_task, self.list_tasks, self.cancel_task, self.system_status,
+                     self.cost_report):
             self.server.add_tool(tool)
 
     # --- the tools -------------------------------------------------------------------------------------------
-    async def submit_task(self, description: str, kind: str | None = None,
-                          sender: str | None = None) -> dict[str, Any]:
-        """Create a task. `kind` (optional) overrides the routing rules; `sender` says who asked."""
+    async def submit_task(self, description: str, kind: str | None = None, sender: str | None = None,
+                          tier: str | None = None) -> dict[str, Any]:
+        """Create a task. `kind` (optional) overrides the routing rules; `sender` says who asked; `tier` P2
+        asks for the paid model tier (granted only within budget)."""
         if not description.strip():
             raise ToolError("submit_task: 'description' must be non-empty text")
         if kind is not None and kind not in self._kinds:
             raise ToolError(f"submit_task: 'kind' must be one of {', '.join(self._kinds)}, not {kind!r}")
-        task = await self._ask(STORE, CreateTask(description.strip(), kind=kind, sender=sender, source="mcp"))
+        if tier is not None and tier not in TIERS:
+            raise ToolError(f"submit_task: 'tier' must be one of {', '.join(TIERS)}, not {tier!r}")
+        task = await self._ask(STORE, CreateTask(description.strip(), kind=kind, sender=sender, source="mcp",
+                                                 tier=tier))
         return {"task_id": task.task_id, "state": task.state}
 
     async def get_task(self, task_id: int, wait_s: float = 0.0) -> dict[str, Any]:
@@ -92,7 +102,19 @@ class GatewayTools:
                 executors[name] = await self._ask(name, Introspect(), timeout_s=2)
             except ActorUnavailable as down:
                 executors[name] = {"link": f"down: {down}"}
-        return {"mode": "normal", "actors": actors, "executors": executors, "tasks": counts}
+        mode = await self._ask("system_mode", GetMode())
+        route = (await self._ask(GUARD, Introspect()))["route"] if self._models else None
+        return {"mode": mode["mode"], "route": route, "actors": actors, "executors": executors, "tasks": counts}
+
+    async def cost_report(self, period: str = "today") -> dict[str, Any]:
+        """Model spend per tier for `today`, `week` (the last 7 days) or `month`, against the paid budget."""
+        if period not in PERIODS:
+            raise ToolError(f"cost_report: 'period' must be one of {', '.join(PERIODS)}, not {period!r}")
+        since = PERIODS[period](time.time())
+        tiers = await self._ask(STORE, SumCosts(since))
+        budget = (await self._ask(GUARD, Introspect()))["budget"] if self._models else {}
+        return {"period": period, "since": since, "tiers": tiers,
+                "total_usd": round(sum(t["usd"] for t in tiers.values()), 6), "budget": budget}
 
     # --- plumbing ------------------------------------------------------------------------------------------------
     async def _ask(self, name: str, message: Any, timeout_s: float = 10.0) -> Any:

@@ -17,11 +17,11 @@ from typing import Any
 
 from peewee import fn
 
-from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, ListTasks, RecordProgress,
-                      RecordSystemEvent, TaskChanged, TaskView, Transition)
+from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, ListTasks, RecordCost, RecordDecision,
+                      RecordProgress, RecordSystemEvent, SumCosts, TaskChanged, TaskView, Transition)
 
 from .journal import Journal
-from .store_schema import SystemEvent, Task, TaskEvent, open_database
+from .store_schema import CostEntry, SystemEvent, Task, TaskEvent, open_database
 from .supervised import ChildContext, SupervisedActor
 from .task_lifecycle import INTERRUPTED_BY_RESTART, TaskState, UnknownTask, check_transition
 
@@ -56,6 +56,9 @@ class StateStore(SupervisedActor):
             case GetTaskHistory(task_id=task_id): return self._history(task_id)
             case RecordProgress() as progress:    self._record_progress(progress)
             case RecordSystemEvent() as event:    self._record_system_event(event)
+            case RecordDecision() as decision:    self._record_decision(decision)
+            case RecordCost() as cost:            self._record_cost(cost)
+            case SumCosts(since=since):           return self._sum_costs(since)
             case _:                               return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -66,7 +69,7 @@ class StateStore(SupervisedActor):
         now = time.time()
         with self._database.atomic():
             row = Task.create(description=new.description, state=TaskState.IDLE, kind=new.kind, sender=new.sender,
-                              source=new.source, created_at=now, updated_at=now)
+                              source=new.source, tier=new.tier, created_at=now, updated_at=now)
             TaskEvent.create(task=row, at=now, kind="transition", from_state=None, to_state=TaskState.IDLE,
                              reason=f"received from {new.source}" + (f" ({new.sender})" if new.sender else ""))
         view = _view_of(row)
@@ -150,6 +153,22 @@ class StateStore(SupervisedActor):
         total = f"/{progress.total:g}" if progress.total else ""
         TaskEvent.create(task=progress.task_id, at=time.time(), kind="progress",
                          reason=f"{progress.progress:g}{total} {progress.message or ''}".strip())
+
+    def _record_decision(self, decision: RecordDecision) -> None:
+        TaskEvent.create(task=decision.task_id, at=time.time(), kind="decision", reason=decision.reason)
+        self._journal.record("decision", task_id=decision.task_id, reason=decision.reason)
+
+    def _record_cost(self, cost: RecordCost) -> None:
+        task = cost.task_id if cost.task_id is not None and Task.get_or_none(Task.id == cost.task_id) else None
+        CostEntry.create(task=task, at=time.time(), tier=cost.tier, model=cost.model, route=cost.route,
+                         tokens_in=cost.tokens_in, tokens_out=cost.tokens_out, usd=cost.usd)
+        self._journal.record("cost", task_id=cost.task_id, tier=cost.tier, model=cost.model, route=cost.route,
+                             tokens_in=cost.tokens_in, tokens_out=cost.tokens_out, usd=cost.usd, purpose=cost.purpose)
+
+    def _sum_costs(self, since: float) -> dict[str, dict[str, float]]:
+        rows = (CostEntry.select(CostEntry.tier, fn.SUM(CostEntry.usd), fn.COUNT(CostEntry.id))
+                .where(CostEntry.at >= since).group_by(CostEntry.tier).tuples())
+        return {tier: {"usd": float(usd or 0), "calls": calls} for tier, usd, calls in rows}
 
     def _record_system_event(self, event: RecordSystemEvent) -> None:
         SystemEvent.create(at=time.time(), kind=event.kind, detail=event.detail,

@@ -16,12 +16,13 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .schema import (Config, DemoConfig, ExecutorConfig, GatewayConfig, RoutingConfig, RoutingRule,
-                     SupervisionConfig, TasksConfig)
+from .schema import (BudgetConfig, Config, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
+                     RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DEFAULT = PROJECT_ROOT / "config" / "sandbox.yaml"
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${NAME}, or ${NAME:-default} for values that may be defaulted (the sandbox's fake keys)
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = ("env", "headers", "api_keys")
 
 
@@ -65,7 +66,8 @@ def _owner_only(path: Path) -> bool:
 
 def _build(root: _Node) -> Config:
     root.require_mapping()
-    root.reject_unknown({"tasks", "supervision", "routing", "executors", "gateway", "demo"})
+    root.reject_unknown({"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys",
+                         "budget", "repair", "locale", "providers"})
     executors = {name: _executor(node) for name, node in root.child("executors").items()}
     if not executors:
         raise ConfigError(root.file, "executors", "at least one executor")
@@ -86,7 +88,110 @@ def _build(root: _Node) -> Config:
             interval_s=demo.seconds("interval_s", 4.0),
             tasks=tuple(demo.str_list("tasks")),
         ),
+        litellm=None if root.child("litellm").value is None else _litellm(root),
+        budget=_budget(root.child("budget")),
+        repair=_repair(root.child("repair")),
+        locale=root.choice("locale", ("en", "zh-Hant", "zh-Hans"), "en"),
+        providers=None if root.child("providers").value is None else {
+            name: node.value for name, node in root.child("providers").items()
+            if _port(node)},
     )
+
+
+def _port(node: _Node) -> bool:
+    if not (isinstance(node.value, int) and not isinstance(node.value, bool) and 0 <= node.value <= 65535):
+        raise ConfigError(node.file, node.path, "a port number (0 to 65535)", _describe(node.value, node.path))
+    return True
+
+
+def _litellm(root: _Node) -> LiteLLMConfig:
+    node = root.child("litellm")
+    node.require_mapping()
+    node.reject_unknown({"mode", "url", "proxy_key", "config", "executable", "env", "start_deadline_s",
+                         "rss_ceiling_mb", "probe_interval_s", "probe_timeout_s", "failures_to_down",
+                         "successes_to_up", "call_timeout_s", "restart_command", "route_env", "tiers"})
+    mode = node.choice("mode", ("managed", "external"), "external")
+    defaults = LiteLLMConfig(mode="external", url="", tiers={})
+    backup_keys = root.child("api_keys").str_map("backup")
+    tiers = {name: _tier(name, tier, backup_keys) for name, tier in node.child("tiers").items()}
+    if list(tiers) != ["P1", "P2"]:
+        raise ConfigError(node.file, node.key("tiers"), "the tiers P1 (free) and P2 (paid), in that order",
+                          ", ".join(tiers) or "none")
+    managed = mode == "managed"
+    url = node.str("url").rstrip("/")
+    return LiteLLMConfig(
+        mode=mode,
+        url=url,
+        tiers=tiers,
+        proxy_key=node.str("proxy_key", "") if node.value.get("proxy_key") else "",
+        config_path=_project_path(node.str("config")) if managed else None,
+        executable=_project_path(node.str("executable", ".venv-litellm/bin/litellm")) if managed else None,
+        env=node.str_map("env"),
+        start_deadline_s=node.seconds("start_deadline_s", defaults.start_deadline_s),
+        rss_ceiling_mb=node.seconds("rss_ceiling_mb", defaults.rss_ceiling_mb),
+        probe_interval_s=node.seconds("probe_interval_s", defaults.probe_interval_s),
+        probe_timeout_s=node.seconds("probe_timeout_s", defaults.probe_timeout_s),
+        failures_to_down=node.int("failures_to_down", defaults.failures_to_down, minimum=1),
+        successes_to_up=node.int("successes_to_up", defaults.successes_to_up, minimum=1),
+        call_timeout_s=node.seconds("call_timeout_s", defaults.call_timeout_s),
+        restart_command=node.str("restart_command", "").format_map(
+            {"python": sys.executable, "project": str(PROJECT_ROOT), "config": str(root.file.resolve()),
+             "home": str(omni_home())}),
+        route_env=node.str_map("route_env", secret=False),   # variable *names*, not values
+    )
+
+
+def _tier(name: str, node: _Node, backup_keys: dict[str, str]) -> TierConfig:
+    node.require_mapping()
+    node.reject_unknown({"proxy_model", "direct_model", "direct_api_base", "backup_key", "paid",
+                         "input_usd_per_mtok", "output_usd_per_mtok"})
+    key_name = node.str("backup_key")
+    if key_name not in backup_keys:
+        raise ConfigError(node.file, f"api_keys.backup.{key_name}", f"a backup key named {key_name!r} "
+                          f"(referred to by {node.key('backup_key')})", "nothing")
+    return TierConfig(
+        name=name,
+        proxy_model=node.str("proxy_model"),
+        direct_model=node.str("direct_model"),
+        direct_api_base=node.str("direct_api_base").rstrip("/"),
+        backup_key=backup_keys[key_name],
+        paid=node.bool("paid", False),
+        input_usd_per_mtok=node.amount("input_usd_per_mtok", 0.0),
+        output_usd_per_mtok=node.amount("output_usd_per_mtok", 0.0),
+    )
+
+
+def _budget(node: _Node) -> BudgetConfig:
+    defaults = BudgetConfig()
+    return BudgetConfig(daily_usd=node.amount("daily_usd", defaults.daily_usd),
+                        monthly_usd=node.amount("monthly_usd", defaults.monthly_usd),
+                        paid_call_reserve_usd=node.amount("paid_call_reserve_usd", defaults.paid_call_reserve_usd))
+
+
+def _repair(node: _Node) -> RepairConfig:
+    defaults = RepairConfig()
+    kind = node.str("executor_kind", defaults.executor_kind)
+    return RepairConfig(
+        executor_kind=kind,
+        prompt=node.str("prompt", DEFAULT_REPAIR_PROMPT),
+        max_per_hour=node.int("max_per_hour", defaults.max_per_hour, minimum=1),
+        backoff_initial_s=node.seconds("backoff_initial_s", defaults.backoff_initial_s),
+        verify_s=node.seconds("verify_s", defaults.verify_s),
+        log_lines=node.int("log_lines", defaults.log_lines, minimum=0),
+    )
+
+
+DEFAULT_REPAIR_PROMPT = """[repair] The LiteLLM proxy of Omni-Orchestrator is down ({error}).
+Health check: GET {health_url} should answer 200.
+Restart command: {restart_command}
+Diagnose from the last lines of its log below, fix what is needed, then run the restart command.
+--- log tail ---
+{log_tail}"""
+
+
+def _project_path(text: str) -> str:
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else PROJECT_ROOT / path)
 
 
 def _supervision(node: _Node) -> SupervisionConfig:
@@ -123,7 +228,8 @@ def _gateway(node: _Node) -> GatewayConfig:
 def _executor(node: _Node) -> ExecutorConfig:
     node.require_mapping()
     node.reject_unknown({"transport", "command", "args", "cwd", "env", "url", "headers", "tool", "arguments",
-                         "slots", "call_timeout_s", "connect_timeout_s", "respawn_initial_s", "respawn_max_s"})
+                         "slots", "call_timeout_s", "connect_timeout_s", "respawn_initial_s", "respawn_max_s",
+                         "model_route"})
     transport = node.choice("transport", ("stdio", "http"), "stdio")
     defaults = ExecutorConfig(name="", transport="stdio", tool="", arguments={})
     arguments = node.child("arguments")
@@ -142,6 +248,7 @@ def _executor(node: _Node) -> ExecutorConfig:
         connect_timeout_s=node.seconds("connect_timeout_s", defaults.connect_timeout_s),
         respawn_initial_s=node.seconds("respawn_initial_s", defaults.respawn_initial_s),
         respawn_max_s=node.seconds("respawn_max_s", defaults.respawn_max_s),
+        model_route=node.bool("model_route", False),
     )
     if transport == "http":
         return ExecutorConfig(**common, url=node.str("url"), headers=node.str_map("headers"))
@@ -155,7 +262,7 @@ def _executor(node: _Node) -> ExecutorConfig:
     )
 
 
-TEMPLATE_FIELDS = ("description", "task_id", "kind", "sender", "home")
+TEMPLATE_FIELDS = ("description", "task_id", "kind", "sender", "home", "tier", "model")
 
 
 def _check_templates(node: _Node) -> None:
@@ -184,7 +291,7 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
     rules = []
     for rule in node.child("rules").list():
         rule.require_mapping()
-        rule.reject_unknown({"kind", "match", "executors"})
+        rule.reject_unknown({"kind", "match", "executors", "tier"})
         names = rule.str_list("executors")
         for position, name in enumerate(names):
             if name not in executors:
@@ -193,7 +300,8 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
         if not names:
             raise ConfigError(rule.file, rule.key("executors"), "at least one executor name")
         rules.append(RoutingRule(kind=rule.str("kind"), executors=tuple(names),
-                                 patterns=tuple(rule.pattern_list("match"))))
+                                 patterns=tuple(rule.pattern_list("match")),
+                                 tier=rule.choice("tier", ("P1", "P2"), "P1")))
     if not rules:
         raise ConfigError(node.file, node.key("rules"), "at least one routing rule")
     kinds = [rule.kind for rule in rules]
@@ -202,7 +310,7 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
         raise ConfigError(node.file, node.key("default_kind"), f"one of the rule kinds ({', '.join(kinds)})",
                           repr(default_kind))
     return RoutingConfig(rules=tuple(rules), default_kind=default_kind,
-                         default_tier=node.choice("default_tier", ("P1", "P2"), "P1"))
+                         classify_with_model=node.bool("classify_with_model", False))
 
 
 class _Node:
@@ -264,6 +372,10 @@ class _Node:
         return float(self._get(name, default, "a positive number of seconds",
                                lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0))
 
+    def amount(self, name: str, default: float) -> float:
+        return float(self._get(name, default, "a number >= 0",
+                               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0))
+
     def bool(self, name: str, default: bool) -> bool:
         return self._get(name, default, "true or false", lambda v: isinstance(v, bool))
 
@@ -275,10 +387,10 @@ class _Node:
                           lambda v: isinstance(v, list) and all(isinstance(i, (str, int, float)) for i in v))
         return [self._expand(str(item), f"{self.key(name)}[{i}]") for i, item in enumerate(items)]
 
-    def str_map(self, name: str) -> dict[str, str]:
+    def str_map(self, name: str, secret: bool = True) -> dict[str, str]:
         items = self._get(name, {}, "a mapping of names to strings",
                           lambda v: isinstance(v, dict) and all(isinstance(i, (str, int, float)) for i in v.values()))
-        return {str(k): self._expand(str(v), f"{self.key(name)}.{k}", secret=True) for k, v in items.items()}
+        return {str(k): self._expand(str(v), f"{self.key(name)}.{k}", secret=secret) for k, v in items.items()}
 
     def pattern_list(self, name: str) -> list[re.Pattern[str]]:
         patterns = []
@@ -292,7 +404,9 @@ class _Node:
     def _expand(self, text: str, key_path: str, secret: bool = False) -> str:
         """Replace `${NAME}` with the environment's value; a literal secret needs an owner-only file."""
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
+            name, default = match.group(1), match.group(2)
+            if name not in os.environ and default is not None:
+                return default
             if name not in os.environ:
                 raise ConfigError(self.file, key_path, f"environment variable {name} to be set", "nothing (it is unset)")
             return os.environ[name]

@@ -40,6 +40,7 @@ class ExecutorConfig:
     connect_timeout_s: float = 20.0
     respawn_initial_s: float = 0.2
     respawn_max_s: float = 10.0
+    model_route: bool = False           # its server's model traffic uses our route: give it LiteLLM's URL and key
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +51,14 @@ class RoutingRule:
     kind: str
     executors: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...] = ()
+    tier: str = "P1"                    # P2 marks work complex enough for the paid tier (budget permitting)
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     rules: tuple[RoutingRule, ...]
     default_kind: str
-    default_tier: str = "P1"
+    classify_with_model: bool = False   # text no rule matches: ask a P1 model for its kind (rules stay the fallback)
 
     def rule_for(self, kind: str) -> RoutingRule | None:
         return next((rule for rule in self.rules if rule.kind == kind), None)
@@ -99,6 +101,60 @@ class DemoConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TierConfig:
+    """One model tier: its model group on the proxy, and how to reach it directly with a backup key."""
+
+    name: str                           # P1 | P2
+    proxy_model: str                    # the model group name in the LiteLLM config (e.g. free-tier)
+    direct_model: str                   # litellm model id for direct calls (e.g. openai/claude-sonnet)
+    direct_api_base: str
+    backup_key: str = field(repr=False, default="")   # expanded from api_keys.backup.<name>; never printed
+    paid: bool = False
+    input_usd_per_mtok: float = 0.0     # prices for direct-mode cost (litellm's own map may not know the model)
+    output_usd_per_mtok: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiteLLMConfig:
+    """The route to models. `managed`: the supervisor starts and restarts the proxy; `external`: a
+    proxy the user runs, at `url`."""
+
+    mode: Literal["managed", "external"]
+    url: str                            # e.g. http://127.0.0.1:4000
+    tiers: Mapping[str, TierConfig]     # P1, P2 in order of preference
+    proxy_key: str = field(repr=False, default="")     # the key we send to the proxy (primary), may be empty
+    config_path: str | None = None      # managed: the proxy's own YAML
+    executable: str | None = None       # managed: the `litellm` program (its own venv)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)   # managed: the proxy's environment
+    start_deadline_s: float = 90.0
+    rss_ceiling_mb: float = 1500.0
+    probe_interval_s: float = 2.0
+    probe_timeout_s: float = 0.8        # the seed: a probe failing means no answer in < 1 s
+    failures_to_down: int = 2
+    successes_to_up: int = 2
+    call_timeout_s: float = 60.0
+    restart_command: str = ""           # what the repair prompt tells the coding executor to run
+    route_env: Mapping[str, str] = field(default_factory=dict)  # executor child env names: base_url, api_key
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    daily_usd: float = 1.0
+    monthly_usd: float = 20.0
+    paid_call_reserve_usd: float = 0.02    # held against the caps while a paid call runs
+
+
+@dataclass(frozen=True, slots=True)
+class RepairConfig:
+    executor_kind: str = "repair"       # the routing kind whose executor repairs LiteLLM (the coder)
+    prompt: str = ""                    # template: {health_url} {restart_command} {log_tail} {error}
+    max_per_hour: int = 3
+    backoff_initial_s: float = 60.0
+    verify_s: float = 15.0              # after a repair task ends: how long to wait for the proxy to be back
+    log_lines: int = 40
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     home: Path
@@ -108,6 +164,11 @@ class Config:
     executors: Mapping[str, ExecutorConfig]
     gateway: GatewayConfig
     demo: DemoConfig | None = None
+    litellm: LiteLLMConfig | None = None
+    budget: BudgetConfig = BudgetConfig()
+    repair: RepairConfig = RepairConfig()
+    locale: Literal["en", "zh-Hant", "zh-Hans"] = "en"
+    providers: Mapping[str, int] | None = None   # sandbox: simulated upstreams, name → port ("admin" too)
 
     @property
     def database_path(self) -> Path:

@@ -1,10 +1,15 @@
 """Typed messages, one module per protocol. Actors `match` on these; nothing else crosses a mailbox."""
 from .control import ChildExited, CrashNow, Introspect, Reconcile, RestartChild, SweepChildren
-from .health import ExecutorHealth, LinkDown, LinkOpened, Respawn
+from .health import CheckProxyMemory, ExecutorHealth, ProxyActionDone, LinkDown, LinkOpened, Respawn
+from .mode import GetMode, LiteLLMDown, LiteLLMUp, Notice, RepairDue, VerifyRepair
+from .models import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, Probe, ProbeResult, RecordCost,
+                     RouteChanged, SumCosts, TierChoice)
 from .tasks import (TERMINAL_STATES, CallEnded, CountTasksByState, CreateTask, Execute, GetTask, GetTaskHistory,
-                    ListTasks, RecordProgress, RecordSystemEvent, TaskChanged, TaskView, Transition)
+                    ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, TaskChanged, TaskView, Transition)
 
-__all__ = ["CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth",
+__all__ = ["CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode", "LiteLLMDown",
+           "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue", "RouteChanged", "SumCosts",
+           "TierChoice", "VerifyRepair", "CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth",
            "GetTask", "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
-           "RecordProgress", "RecordSystemEvent", "Respawn", "RestartChild", "SweepChildren", "TERMINAL_STATES",
+           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "RestartChild", "SweepChildren", "TERMINAL_STATES",
            "TaskChanged", "TaskView", "Transition"]

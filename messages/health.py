@@ -33,3 +33,16 @@ class Respawn:
     """Backoff over: open a new MCP session (internal to the Executor)."""
 
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckProxyMemory:
+    """Periodic (ProxyKeeper): restart the managed proxy if its memory passed the ceiling."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyActionDone:
+    """A start or restart of the managed proxy finished (ProxyKeeper); `error` None when it worked."""
+
+    action: str
+    error: str | None

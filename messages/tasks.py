@@ -41,6 +41,15 @@ class CreateTask:
     kind: str | None = None
     sender: str | None = None
     source: str = "mcp"
+    tier: str | None = None              # asked for by the submitter; the Router decides
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDecision:
+    """A routing decision that moves nothing (e.g. why a task keeps waiting), kept for `/why`."""
+
+    task_id: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

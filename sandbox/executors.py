@@ -7,12 +7,14 @@
 `coder` has the shape of `@steipete/claude-code-mcp`. Markers in the prompt choose the behaviour:
 `[sleep=SECONDS]` works that long and reports progress (about ten times, at least once a second),
 `[fail]` returns a tool error, `[crash]` kills the server process mid-call. Without markers it
-answers at once.
+answers at once. Given a LiteLLM repair prompt (`[repair]` with a line `Restart command: …`), the coder
+runs that command, as Claude Code would after reading the log, so the repair flow closes for real.
 """
 import argparse
 import math
 import os
 import re
+import shlex
 import sys
 from typing import NamedTuple
 
@@ -23,6 +25,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 ROLES = ("coder", "general")
 CRASH_DELAY_S = 0.1
+REPAIR_TIMEOUT_S = 180.0
+_RESTART_COMMAND = re.compile(r"^Restart command: (.+)$", re.MULTILINE)
 _MARKER = re.compile(r"\[(sleep)=([0-9]*\.?[0-9]+)\]|\[(fail|crash)\]")
 
 
@@ -63,6 +67,23 @@ async def work(prompt: str, ctx: Context) -> None:
         raise ToolError(f"task failed on purpose ([fail] marker): {prompt[:80]}")
 
 
+async def repair(prompt: str) -> str:
+    """Run the restart command named in a repair prompt; a failing command is a failed repair."""
+    found = _RESTART_COMMAND.search(prompt)
+    if found is None:
+        raise ToolError("a repair prompt without a 'Restart command:' line: nothing to run")
+    command = shlex.split(found.group(1))
+    try:
+        with anyio.fail_after(REPAIR_TIMEOUT_S):
+            finished = await anyio.run_process(command, check=False, stderr=-2)   # stderr into stdout
+    except (OSError, TimeoutError) as error:
+        raise ToolError(f"restart command could not run: {error}") from None
+    output = finished.stdout.decode(errors="replace").strip().splitlines()[-5:]
+    if finished.returncode != 0:
+        raise ToolError(f"restart command exited {finished.returncode}: {' | '.join(output)}")
+    return f"repaired: ran {found.group(1)!r}: {' | '.join(output)}"
+
+
 def build_server(role: str) -> MCPServer:
     """The stub server for `role` ("coder" or "general"), with its one tool."""
     if role not in ROLES:
@@ -72,6 +93,8 @@ def build_server(role: str) -> MCPServer:
     if role == "coder":
         @server.tool(description="Run a coding task in workFolder (stub of claude-code-mcp).")
         async def claude_code(prompt: str, workFolder: str, ctx: Context) -> str:  # noqa: N803 (public name)
+            if prompt.startswith("[repair]"):
+                return await repair(prompt)
             await work(prompt, ctx)
             return f"coder done: {prompt[:80]}"
     else:

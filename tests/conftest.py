@@ -57,9 +57,16 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def write_config(omni_home) -> Callable[..., Path]:
-    def write(**overrides: Any) -> Path:
+    def write(models: dict[str, Any] | None = None, **overrides: Any) -> Path:
+        """`models`: the `models_world` fixture's ports, to include the model route; else none is configured."""
         raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text())
         raw.pop("demo", None)
+        if models is None:
+            for section in ("litellm", "providers", "api_keys"):
+                raw.pop(section, None)
+            raw["routing"]["classify_with_model"] = False
+        else:
+            raw = merge(raw, models)
         raw = merge(raw, {"gateway": {"port": 0, "generate_token": False},
                           "supervision": {"backoff_initial_s": 0.01, "sweep_interval_s": 0.2},
                           "tasks": {"reconcile_interval_s": 0.5}})
@@ -201,3 +208,35 @@ def supervisor_process(omni_home):
     for proc in started:
         proc.stop()
         proc.log.close()
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def models_world(omni_home):
+    """Config overrides for the model route on free ports: simulated providers, a managed real LiteLLM
+    proxy, fast probes. The proxy outlives a tree by design (it is detached), so teardown kills it."""
+    if not (PROJECT_ROOT / ".venv-litellm" / "bin" / "litellm").exists():
+        pytest.fail("the LiteLLM proxy's venv is missing: run `make setup`")
+    ports = {name: free_port() for name in ("admin", "free", "paid", "direct", "proxy")}
+    direct = f"http://127.0.0.1:{ports['direct']}/v1"
+    overrides = {
+        "providers": {name: ports[name] for name in ("admin", "free", "paid", "direct")},
+        "litellm": {"url": f"http://127.0.0.1:{ports['proxy']}", "probe_interval_s": 1, "start_deadline_s": 60,
+                    "env": {"OMNI_SANDBOX_FREE_URL": f"http://127.0.0.1:{ports['free']}/v1",
+                            "OMNI_SANDBOX_PAID_URL": f"http://127.0.0.1:{ports['paid']}/v1"},
+                    "tiers": {"P1": {"direct_api_base": direct}, "P2": {"direct_api_base": direct}}},
+        "repair": {"verify_s": 6, "backoff_initial_s": 60},
+    }
+    yield overrides
+    pid_file = omni_home / "litellm.pid"
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass

@@ -119,7 +119,7 @@ def test_cancelling_a_finished_task_is_refused_with_a_clear_error(write_config, 
                 await gateway.call("get_task", task_id=999999)
             with pytest.raises(GatewayError, match="'description' must be non-empty"):
                 await gateway.call("submit_task", description="   ")
-            with pytest.raises(GatewayError, match="'kind' must be one of coding, general"):
+            with pytest.raises(GatewayError, match="'kind' must be one of repair, coding, research, general"):
                 await gateway.call("submit_task", description="x", kind="painting")
 
     run(scenario())

@@ -1,0 +1,249 @@
+"""The LiteLLMGuard owns the route to models: through the LiteLLM proxy, or — when the proxy is down —
+directly to the providers with the backup keys. It also owns the tier rules (P1 free first, P2 paid when
+P1 is cooling down or the work asks for it, only within budget) and the cost of every call it makes.
+
+Proxy down means: `failures_to_down` consecutive failed liveliness probes, where a connection error on a
+real call counts as one too. A proxy answering 429 `all_deployments_in_cooldown` is alive: that cools the
+tier down, it does not bypass the proxy. A call that finds the proxy unreachable is retried once on the
+direct route, so callers do not see the failover.
+
+>>> future = directory.ask("litellm_guard", Complete(({"role": "user", "content": "ping"},), purpose="health"))
+>>> future.result(timeout=30).route
+'proxy'
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import time
+from typing import Any
+
+import httpx2
+
+from config import BudgetConfig, LiteLLMConfig, TierConfig
+from messages import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown, LiteLLMUp,
+                      Notice, Probe, ProbeResult, RecordCost, RecordSystemEvent, RouteChanged, SumCosts, TierChoice)
+from texts import say
+
+from .budget import Budget, BudgetExceeded, day_start, month_start
+from .journal import Journal
+from .model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
+                          call_via_proxy, probe_liveliness)
+from .supervised import ChildContext, SupervisedActor, describe
+
+log = logging.getLogger(__name__)
+STORE = "state_store"
+
+
+class NoModelAvailable(RuntimeError):
+    pass
+
+
+class LiteLLMGuard(SupervisedActor):
+    def __init__(self, context: ChildContext, litellm: LiteLLMConfig, budget: BudgetConfig, journal: Journal,
+                 locale: str, model_route_executors: tuple[str, ...] = ()):
+        super().__init__(context)
+        self._config = litellm
+        self._budget_config = budget
+        self._journal = journal
+        self._locale = locale
+        self._route_listeners = model_route_executors
+        self._secrets = [t.backup_key for t in litellm.tiers.values() if t.backup_key] + \
+            ([litellm.proxy_key] if litellm.proxy_key else [])
+        self.route = "proxy"
+        self._failures = self._successes = 0
+        self._started_at = time.monotonic()
+        self._answered_once = False
+        self._cooling_until: dict[str, float] = {}
+        self._client: httpx2.AsyncClient | None = None
+        self._calls = {"proxy": 0, "direct": 0, "failed": 0}
+        self.budget: Budget | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    def started(self) -> None:
+        now = time.time()
+        today = self.directory.ask(STORE, SumCosts(day_start(now)))
+        month = self.directory.ask(STORE, SumCosts(month_start(now)))
+        paid = [name for name, tier in self._config.tiers.items() if tier.paid]
+        self.budget = Budget(self._budget_config, sum(today.get(t, {}).get("usd", 0.0) for t in paid),
+                             sum(month.get(t, {}).get("usd", 0.0) for t in paid),
+                             sum(today.get(t, {}).get("calls", 0) for t in paid))
+        self._client = self.loop.submit(_new_client()).result(timeout=10)
+        self.loop.loop.call_soon_threadsafe(self.loop.loop.run_in_executor, None, _warm_litellm)
+        self.loop.tell_every(self._config.probe_interval_s, self.actor_ref, Probe())
+        self.actor_ref.tell(Probe())
+
+    def release(self) -> None:
+        if self._client is not None:
+            try:
+                self.loop.submit(self._client.aclose()).result(timeout=5)
+            except Exception:
+                pass
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Complete() as request:        return self._complete(request)
+            case ChooseTier(wanted=wanted):    return self._choose_tier(wanted)
+            case CurrentRoute():               return self._route_env()
+            case Probe():                      self._probe()
+            case ProbeResult() as result:      self._probed(result)
+            case _:                            return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {"route": self.route, "proxy_url": self._config.url, "proxy_answered": self._answered_once,
+                "probe_failures": self._failures,
+                "calls": dict(self._calls), "budget": self.budget.snapshot() if self.budget else {},
+                "cooling": {tier: round(until - now, 1) for tier, until in self._cooling_until.items() if until > now}}
+
+    # --- the route -----------------------------------------------------------------------------------------
+    def _probe(self) -> None:
+        future = self.loop.submit(probe_liveliness(self._client, self._config.url, self._config.probe_timeout_s))
+        future.add_done_callback(lambda f: self._tell_self(ProbeResult(*f.result()) if not f.exception()
+                                                           else ProbeResult(False, describe(f.exception()))))
+
+    def _probed(self, result: ProbeResult) -> None:
+        if result.ok:
+            self._failures, self._successes, self._answered_once = 0, self._successes + 1, True
+        elif self._starting_up():
+            return   # a managed proxy takes seconds to start: silence then is not an outage
+        else:
+            self._failures, self._successes = self._failures + 1, 0
+        if self.route == "proxy" and self._failures >= self._config.failures_to_down:
+            self._switch("direct", result.detail)
+        elif self.route == "direct" and self._successes >= self._config.successes_to_up:
+            self._switch("proxy", f"{self._successes} good probes")
+
+    def _starting_up(self) -> bool:
+        return not self._answered_once and time.monotonic() - self._started_at < self._config.start_deadline_s
+
+    def _switch(self, route: str, why: str) -> None:
+        self.route = route
+        self._journal.record("route", route=route, reason=why)
+        self.directory.tell(STORE, RecordSystemEvent("route", f"model route → {route}: {why}"))
+        self.directory.tell("system_mode", LiteLLMDown(why) if route == "direct" else LiteLLMUp())
+        changed = RouteChanged(route, self._route_env())
+        for name in self._route_listeners:
+            self.directory.tell(name, changed)
+
+    def _route_env(self) -> dict[str, str]:
+        names = self._config.route_env
+        if self.route == "proxy":
+            base, key = f"{self._config.url}/v1", self._config.proxy_key or "omni-proxy"
+        else:
+            p1 = next(iter(self._config.tiers.values()))
+            base, key = p1.direct_api_base, p1.backup_key
+        return {names[field]: value for field, value in (("base_url", base), ("api_key", key)) if field in names}
+
+    # --- tiers ---------------------------------------------------------------------------------------------
+    def _choose_tier(self, wanted: str) -> TierChoice:
+        free, paid = self._config.tiers["P1"], self._config.tiers["P2"]
+        refusal = self.budget.refusal()
+        if wanted == free.name:
+            if not self._cooling(free.name):
+                return TierChoice(free.name, "the free tier")
+            if refusal is None and not self._cooling(paid.name):
+                return TierChoice(paid.name, f"P1 is cooling down for {self._cooling(free.name):.0f}s; "
+                                             "the paid tier is within budget")
+            return TierChoice(None, f"P1 is cooling down for {self._cooling(free.name):.0f}s and P2 is not "
+                                    f"available ({refusal or 'cooling down too'})")
+        if refusal is not None:
+            return TierChoice(None, f"the task needs P2 but {refusal}")
+        if self._cooling(paid.name):
+            return TierChoice(None, f"the task needs P2, which is cooling down for {self._cooling(paid.name):.0f}s")
+        return TierChoice(paid.name, "the task needs the paid tier and the budget allows it")
+
+    def _cooling(self, tier: str) -> float:
+        return max(0.0, self._cooling_until.get(tier, 0.0) - time.monotonic())
+
+    def _cool_down(self, tier: str, seconds: float, why: str) -> None:
+        self._cooling_until[tier] = max(self._cooling_until.get(tier, 0.0), time.monotonic() + seconds)
+        self._journal.record("tier_cooling", tier=tier, seconds=seconds, reason=why)
+
+    # --- calls ---------------------------------------------------------------------------------------------
+    def _complete(self, request: Complete) -> concurrent.futures.Future[Completion]:
+        future = self.loop.submit(self._call(request))
+        if request.reply_to:
+            future.add_done_callback(lambda f: self.directory.tell(request.reply_to, _outcome(f, request)))
+        return future
+
+    async def _call(self, request: Complete) -> Completion:
+        plan = [request.tier] + (["P2"] if request.tier == "P1" and request.allow_fallback else [])
+        refusals: list[str] = []
+        for name in plan:
+            tier = self._config.tiers[name]
+            if self._cooling(name):
+                refusals.append(f"{name} is cooling down for {self._cooling(name):.0f}s")
+                continue
+            try:
+                return await self._call_tier(tier, request, notes=tuple(refusals))
+            except BudgetExceeded as exceeded:
+                refusals.append(str(exceeded))
+            except RateLimited as limited:
+                self._cool_down(name, limited.retry_after_s, str(limited))
+                refusals.append(f"{name} rate-limited, cooling down for {limited.retry_after_s:g}s")
+            except (CallTimedOut, CallFailed) as failed:
+                refusals.append(f"{name}: {failed}")
+        self._calls["failed"] += 1
+        raise NoModelAvailable(self._redact("; ".join(refusals) or "no tier configured"))
+
+    async def _call_tier(self, tier: TierConfig, request: Complete, notes: tuple[str, ...]) -> Completion:
+        reservation = self.budget.reserve() if tier.paid else None
+        try:
+            route, answer = await self._call_on_route(tier, request)
+        except BaseException:
+            if reservation:
+                self.budget.release(reservation)
+            raise
+        usd = answer.usd if tier.paid else 0.0
+        first_paid = self.budget.settle(reservation, usd) if reservation else False
+        self._calls[route] += 1
+        self.directory.tell(STORE, RecordCost(request.task_id, tier.name, answer.model, route, answer.tokens_in,
+                                              answer.tokens_out, usd, request.purpose))
+        if first_paid:
+            reason = notes[0] if notes else f"{request.purpose} asked for {tier.name}"
+            self.directory.tell("system_mode", Notice("paid_tier_started",
+                                                      say(self._locale, "paid_tier_started", reason=reason)))
+        return Completion(answer.text, tier.name, answer.model, route, answer.tokens_in, answer.tokens_out, usd,
+                          notes, request.correlation)
+
+    async def _call_on_route(self, tier: TierConfig, request: Complete) -> tuple[str, Answer]:
+        timeout = self._config.call_timeout_s
+        if self.route == "proxy":
+            try:
+                return "proxy", await call_via_proxy(self._client, self._config.url, self._config.proxy_key, tier,
+                                                     request.messages, request.max_tokens, timeout)
+            except ProxyUnreachable as unreachable:
+                self._tell_self(ProbeResult(False, f"a call could not reach the proxy: {unreachable}"))
+        return "direct", await call_direct(tier, request.messages, request.max_tokens, timeout)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return re.sub(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+", r"\1***", text)
+
+    def _tell_self(self, message: Any) -> None:
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(message)
+
+
+def _outcome(future: concurrent.futures.Future[Completion], request: Complete) -> Completion | CompletionFailed:
+    if future.cancelled():
+        return CompletionFailed("cancelled", request.correlation)
+    error = future.exception()
+    return future.result() if error is None else CompletionFailed(str(error), request.correlation)
+
+
+async def _new_client() -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(limits=httpx2.Limits(max_connections=64, max_keepalive_connections=32))
+
+
+def _warm_litellm() -> None:
+    try:
+        import litellm
+        litellm.suppress_debug_info = True
+        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+    except Exception:
+        log.exception("importing litellm failed: direct mode will not work")

@@ -1,0 +1,343 @@
+"""Process control of a *managed* LiteLLM proxy: start (with a deadline), stop, restart, status, log tail.
+
+Plain blocking functions, usable from an actor (in a worker thread), the CLI below and tests. The proxy
+runs from its own venv (`.venv-litellm`), detached in its own session so that another process (the
+repair flow's `restart` command) can stop and restart it; its pid is in `$OMNI_HOME/litellm.pid` and
+its output goes to `$OMNI_HOME/logs/litellm.log`.
+
+    >>> pid = start_proxy(cfg.litellm, cfg.home)            # doctest: +SKIP
+    >>> proxy_status(cfg.litellm, cfg.home)                  # doctest: +SKIP
+    {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
+
+    python -m actors.litellm_proxy status --config ~/.omni/config.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from config import LiteLLMConfig
+
+HOST = "127.0.0.1"            # no master key: the proxy accepts any key, so it listens on loopback only
+POLL_S = 0.1
+POLL_TIMEOUT_S = 0.5
+LOG_MAX_BYTES = 10 * 1024 * 1024   # at start, a bigger log is moved to litellm.log.1
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # ignore $http_proxy for loopback
+_PROCFS = Path("/proc/self/status").exists()   # Linux; macOS asks `ps`
+_children: dict[int, subprocess.Popen] = {}   # proxies this process spawned: polled so they never stay zombies
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_SECRETS = [
+    (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{4,}"), r"\1-***"),
+    (re.compile(r"(?i)\b(bearer)\s+[^\s\"',]+"), r"\1 ***"),
+    (re.compile(r"(?i)\b(api[_-]?key|token|secret|password|authorization)([\"']?\s*[:=]\s*[\"']?)"
+                r"(?!bearer\s)[^\s\"',}]+"), r"\1\2***"),
+    (re.compile(r"\beyJ[\w-]+\.[\w-]+(\.[\w-]+)?"), "***"),   # JWTs
+]
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9_+\-]{32,}={0,2}")   # hex ids, base64 keys (no '/': paths stay readable)
+
+
+class ProxyStartFailed(RuntimeError):
+    """The proxy did not come up; the message says why and ends with the last lines of its log."""
+
+
+@dataclass(frozen=True)
+class ProxyPaths:
+    log: Path
+    pid: Path
+
+
+def proxy_paths(home: Path) -> ProxyPaths:
+    """Where the managed proxy's log and pid file live.
+
+    >>> proxy_paths(Path("/h"))
+    ProxyPaths(log=PosixPath('/h/logs/litellm.log'), pid=PosixPath('/h/litellm.pid'))
+    """
+    home = Path(home)
+    return ProxyPaths(log=home / "logs" / "litellm.log", pid=home / "litellm.pid")
+
+
+def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
+    """Spawn the proxy and wait until `GET {url}/health/liveliness` answers 200; its pid.
+
+    Raises ProxyStartFailed (killing what it spawned) if the port is taken, a proxy of ours is already
+    running, the process exits, or it does not answer within `cfg.start_deadline_s`.
+
+    >>> start_proxy(LiteLLMConfig(mode="managed", url="http://127.0.0.1:4000", tiers={},
+    ...             config_path="config/litellm.yaml", executable=".venv-litellm/bin/litellm"),
+    ...             Path("~/.omni").expanduser())      # doctest: +SKIP
+    4242
+    """
+    paths = proxy_paths(home)
+    if not cfg.executable or not cfg.config_path:
+        raise ProxyStartFailed("a managed proxy needs `executable` and `config` in the litellm section")
+    port = _port(cfg.url)
+    running = _running_pid(paths)
+    if running is not None:
+        raise ProxyStartFailed(f"a LiteLLM proxy is already running (pid {running}); use restart")
+    if _listening(port):
+        raise ProxyStartFailed(f"something already listens on {HOST}:{port} (not our proxy: no live pid in "
+                               f"{paths.pid}); stop it or change litellm.url")
+    command = [cfg.executable, "--config", cfg.config_path, "--host", HOST, "--port", str(port)]
+    env = {**os.environ, **cfg.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    paths.log.parent.mkdir(parents=True, exist_ok=True)
+    _rotate(paths.log)
+    with open(paths.log, "ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+        log.flush()
+        try:
+            child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as err:
+            raise ProxyStartFailed(f"cannot run {cfg.executable}: {err.strerror} (run `make setup`)") from None
+    _children[child.pid] = child
+    _write_pid(paths.pid, child.pid)
+    deadline = time.monotonic() + cfg.start_deadline_s
+    while True:
+        if child.poll() is not None:
+            why = f"exited with code {child.returncode} during start-up"
+            break
+        if _answers(cfg.url, POLL_TIMEOUT_S):
+            return child.pid
+        if time.monotonic() > deadline:
+            why = f"did not answer {cfg.url}/health/liveliness within {cfg.start_deadline_s:g} s"
+            break
+        time.sleep(POLL_S)
+    _kill_group(child.pid, signal.SIGKILL)
+    _wait_gone(child.pid, 5)
+    paths.pid.unlink(missing_ok=True)
+    raise ProxyStartFailed(f"LiteLLM proxy {why}; log {paths.log}, last lines:\n{log_tail(home, 20)}")
+
+
+def stop_proxy(cfg: LiteLLMConfig, home: Path, timeout_s: float = 10) -> bool:
+    """SIGTERM the proxy in the pid file (and its process group), SIGKILL after `timeout_s`;
+    removes the pid file. True if one was running. A stale pid file (e.g. after a SIGKILL) is just removed.
+
+    >>> stop_proxy(cfg.litellm, cfg.home)               # doctest: +SKIP
+    True
+    """
+    paths = proxy_paths(home)
+    pid = _running_pid(paths)
+    if pid is not None:
+        _kill_group(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout_s):
+            _kill_group(pid, signal.SIGKILL)
+            _wait_gone(pid, 5)
+        _kill_group(pid, signal.SIGKILL, leader_too=False)   # anything the proxy left in its group
+    paths.pid.unlink(missing_ok=True)
+    return pid is not None
+
+
+def restart_proxy(cfg: LiteLLMConfig, home: Path) -> int:
+    """Stop the proxy (if any), then start it; the new pid.
+
+    >>> restart_proxy(cfg.litellm, cfg.home)            # doctest: +SKIP
+    4243
+    """
+    stop_proxy(cfg, home)
+    return start_proxy(cfg, home)
+
+
+def proxy_status(cfg: LiteLLMConfig, home: Path) -> dict:
+    """The managed proxy's pid (None without a live one), liveness, RSS in MB and whether
+    `/health/liveliness` answers 200 within `cfg.probe_timeout_s` (an external proxy: only `answers`).
+
+    >>> proxy_status(cfg.litellm, cfg.home)             # doctest: +SKIP
+    {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
+    """
+    pid = _running_pid(proxy_paths(home))
+    return {"pid": pid, "alive": pid is not None, "rss_mb": None if pid is None else _rss_mb(pid),
+            "answers": _answers(cfg.url, cfg.probe_timeout_s)}
+
+
+def log_tail(home: Path, lines: int = 40) -> str:
+    """The last `lines` lines of the proxy log, colour codes stripped and anything key-like redacted.
+
+    >>> log_tail(Path("/nonexistent"))
+    ''
+    """
+    path = proxy_paths(home).log
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - max(65536, lines * 1000)))
+            text = log.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(redact(line) for line in _ANSI.sub("", text).splitlines()[-lines:])
+
+
+def redact(text: str) -> str:
+    """`text` with API keys, bearer tokens and long random-looking tokens replaced by ***.
+
+    >>> redact('auth: Bearer abc.def key=sk-test-123456789 id 0123456789abcdef0123456789abcdef')
+    'auth: Bearer *** key=sk-*** id ***'
+    """
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return _LONG_TOKEN.sub(lambda m: "***" if _random_looking(m.group()) else m.group(), text)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _random_looking(token: str) -> bool:
+    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+
+
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _answers(url: str, timeout_s: float) -> bool:
+    try:
+        with _NO_PROXY.open(f"{url}/health/liveliness", timeout=timeout_s) as response:
+            return response.status == 200
+    except (OSError, ValueError):   # URLError, HTTPError, timeouts, resets are all OSErrors
+        return False
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(POLL_TIMEOUT_S)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{pid}\n")
+    os.replace(tmp, path)
+
+
+def _rotate(log: Path) -> None:
+    try:
+        if log.stat().st_size > LOG_MAX_BYTES:
+            os.replace(log, log.with_name(log.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
+def _running_pid(paths: ProxyPaths) -> int | None:
+    """The pid in the pid file if that process is alive and is a LiteLLM proxy (not a reused pid)."""
+    try:
+        pid = int(paths.pid.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) and "litellm" in _command(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """True for a live process; reaps our own exited children; a zombie counts as dead."""
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _command(pid) != ""
+
+
+def _command(pid: int) -> str:
+    """The process's command line ('' for a zombie or a gone process)."""
+    if _PROCFS:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return ""
+    result = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
+    stat, _, command = result.stdout.strip().partition(" ")
+    return "" if not stat or stat.startswith("Z") else command.strip()
+
+
+def _rss_mb(pid: int) -> float | None:
+    if _PROCFS:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            return None
+        return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), None)
+    result = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True)
+    return int(result.stdout.strip()) / 1024 if result.stdout.strip().isdigit() else None
+
+
+def _kill_group(pid: int, sig: signal.Signals, leader_too: bool = True) -> None:
+    """Signal the process group led by `pid` (the proxy's own session), or `pid` alone if it leads none."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        if leader_too:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    except PermissionError:
+        pass
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# ---------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m actors.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1."""
+    from config import ConfigError, load_config, resolve_config_path
+
+    parser = argparse.ArgumentParser(prog="python -m actors.litellm_proxy", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("start", "stop", "restart", "status"))
+    parser.add_argument("--config", help="the orchestrator's config (default: $OMNI_HOME/config.yaml or the sandbox)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(resolve_config_path(args.config))
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 1
+    lite, home = cfg.litellm, cfg.home
+    if lite is None:
+        print(f"{cfg.source}: no litellm section", file=sys.stderr)
+        return 1
+    if args.action != "status" and lite.mode != "managed":
+        print(f"the LiteLLM proxy at {lite.url} is external (litellm.mode): start and stop it yourself",
+              file=sys.stderr)
+        return 1
+    try:
+        if args.action == "start":
+            print(f"LiteLLM proxy started: pid {start_proxy(lite, home)}, {lite.url}")
+        elif args.action == "restart":
+            print(f"LiteLLM proxy restarted: pid {restart_proxy(lite, home)}, {lite.url}")
+        elif args.action == "stop":
+            print("LiteLLM proxy stopped" if stop_proxy(lite, home) else "no LiteLLM proxy was running")
+        else:
+            status = proxy_status(lite, home)
+            rss = "" if status["rss_mb"] is None else f", {status['rss_mb']:.0f} MB"
+            print(f"LiteLLM proxy {lite.url}: {'answers' if status['answers'] else 'does NOT answer'}; "
+                  f"pid {status['pid'] or '-'}{rss}")
+            return 0 if status["answers"] else 1
+    except ProxyStartFailed as err:
+        print(f"LiteLLM proxy {args.action} failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

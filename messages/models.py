@@ -1,0 +1,95 @@
+"""The model protocol: calls through the LiteLLMGuard, its probes, the route it takes, and the cost ledger."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+Route = Literal["proxy", "direct"]
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """Ask a model. The ask answers a `concurrent.futures.Future[Completion]` at once; with `reply_to`,
+    the outcome is also told to that actor as `Completion` or `CompletionFailed`."""
+
+    messages: tuple[Mapping[str, str], ...]
+    tier: str = "P1"
+    task_id: int | None = None
+    purpose: str = "call"
+    max_tokens: int = 256
+    allow_fallback: bool = True          # P1 rate-limited or timing out → P2, budget permitting
+    reply_to: str | None = None
+    correlation: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    tier: str
+    model: str
+    route: Route
+    tokens_in: int
+    tokens_out: int
+    usd: float
+    notes: tuple[str, ...] = ()          # what happened on the way (fallbacks, retries)
+    correlation: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionFailed:
+    reason: str
+    correlation: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChooseTier:
+    """Which tier may this task use now? Answers `TierChoice`."""
+
+    wanted: str
+
+
+@dataclass(frozen=True, slots=True)
+class TierChoice:
+    tier: str | None                     # None: wait; `reason` says why
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRoute:
+    """Answers the environment for executors whose model traffic uses our route."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChanged:
+    route: Route
+    env: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Periodic: check the proxy's liveliness."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCost:
+    task_id: int | None
+    tier: str
+    model: str
+    route: str
+    tokens_in: int
+    tokens_out: int
+    usd: float
+    purpose: str = "call"
+
+
+@dataclass(frozen=True, slots=True)
+class SumCosts:
+    """Spend since `since` (epoch seconds): answers {tier: {"usd": float, "calls": int}}."""
+
+    since: float

@@ -1,0 +1,51 @@
+"""The simulated providers as a supervised child of the sandbox's tree: started with the tree, stopped
+with it, and restarted if the process dies. Its admin URL is in `$OMNI_HOME/providers.json`, for drills."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+from actors.supervised import ChildContext, SupervisedActor
+from messages import Reconcile
+
+READY_FILE = "providers.json"
+CHECK_INTERVAL_S = 1.0
+
+
+class SandboxProviders(SupervisedActor):
+    def __init__(self, context: ChildContext, ports: Mapping[str, int], home: Path):
+        super().__init__(context)
+        self._ports = dict(ports)
+        self._home = home
+        self._process: subprocess.Popen | None = None
+        self.ready: dict[str, Any] = {}
+
+    def started(self) -> None:
+        from .providers import start_providers
+        upstreams = {name: port for name, port in self._ports.items() if name != "admin"}
+        self._process, self.ready = start_providers(upstreams, self._ports.get("admin", 0),
+                                                    self._home / READY_FILE)
+        self.loop.tell_every(CHECK_INTERVAL_S, self.actor_ref, Reconcile())
+
+    def release(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Reconcile() if self._process.poll() is not None:
+                raise RuntimeError(f"the simulated providers exited with code {self._process.returncode}")
+            case Reconcile():
+                pass
+            case _:
+                return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        alive = self._process is not None and self._process.poll() is None
+        return {"alive": alive, **self.ready}

@@ -1,0 +1,183 @@
+"""The route to models, with a real LiteLLM proxy process in front of the simulated providers."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from messages import Complete, GetMode, Introspect
+from sandbox.providers import ProvidersAdmin
+
+from .conftest import wait_until
+
+HELLO = ({"role": "user", "content": "ping 你好"},)
+
+
+def ask_model(tree, tier="P1", **fields):
+    return tree.ask("litellm_guard", Complete(HELLO, tier=tier, **fields)).result(timeout=60)
+
+
+def guard(tree):
+    return tree.ask("litellm_guard", Introspect())
+
+
+def admin(tree) -> ProvidersAdmin:
+    return ProvidersAdmin(tree.ask("sandbox_providers", Introspect())["admin"])
+
+
+def proxy_pid(home) -> int:
+    return int((home / "litellm.pid").read_text().split()[0])
+
+
+def notices(tree) -> list[str]:
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        return [row[0] for row in db.execute("select detail from system_event where kind = 'notice' order by id")]
+
+
+def cost_rows(tree) -> list[tuple]:
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        return db.execute("select tier, route, model, usd from cost_entry order by id").fetchall()
+
+
+def start_with_models(start_tree, write_config, models_world, **overrides):
+    tree = start_tree(write_config(models=models_world, **overrides))
+    wait_until(lambda: guard(tree)["proxy_answered"] and guard(tree)["route"] == "proxy", 90,
+               "the guard to see the managed proxy answer")
+    return tree
+
+
+def test_calls_go_through_the_proxy_and_record_their_cost(start_tree, write_config, models_world):
+    tree = start_with_models(start_tree, write_config, models_world)
+    answer = ask_model(tree)
+    assert (answer.route, answer.tier, answer.model, answer.usd) == ("proxy", "P1", "free-tier", 0.0)
+    assert answer.text.startswith("[free] ping 你好")
+    assert wait_until(lambda: cost_rows(tree), 5, "the cost row") == [("P1", "proxy", "free-tier", 0)]
+
+
+def test_proxy_sigkill_under_steady_calls_goes_direct_loses_no_call_and_is_repaired(
+        start_tree, write_config, models_world, omni_home):
+    tree = start_with_models(start_tree, write_config, models_world)
+    outcomes: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def steady_caller():
+        while not stop.is_set():
+            try:
+                outcomes.append(ask_model(tree).route)
+            except Exception as error:   # a failed call is exactly what this test must not see
+                errors.append(repr(error))
+            time.sleep(0.05)
+
+    callers = [threading.Thread(target=steady_caller) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    try:
+        wait_until(lambda: len(outcomes) > 20, 20, "calls flowing through the proxy")
+        killed_at = time.monotonic()
+        os.kill(proxy_pid(omni_home), signal.SIGKILL)
+        wait_until(lambda: guard(tree)["route"] == "direct", 10, "direct mode")
+        failover_s = time.monotonic() - killed_at
+        wait_until(lambda: outcomes[-5:] == ["direct"] * 5, 20, "calls answered directly")
+    finally:
+        stop.set()
+        for caller in callers:
+            caller.join(30)
+    probe_interval = tree.cfg.litellm.probe_interval_s
+    assert failover_s <= 2 * probe_interval + 2
+    assert errors == []
+    assert admin(tree).calls("direct") >= 5
+    assert tree.ask("system_mode", GetMode())["mode"] == "degraded"
+
+    # The repair task runs on the coder, which runs the restart command; two good probes bring the proxy back.
+    wait_until(lambda: guard(tree)["route"] == "proxy", 120, "the repaired proxy back in use")
+    assert tree.ask("system_mode", GetMode())["mode"] == "normal"
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        repair = db.execute("select state, executor, description from task where kind = 'repair'").fetchall()
+    assert len(repair) == 1 and repair[0][:2] == ("completed", "coder")
+    assert "/health/liveliness" in repair[0][2] and "proxy restart" in repair[0][2]
+    said = notices(tree)
+    assert any("LiteLLM model router is down" in text for text in said)
+    assert said[-1] == "LiteLLM is back: model calls go through it again."
+    assert ask_model(tree).route == "proxy"
+
+
+def test_a_failed_repair_stays_direct_and_tells_the_user(start_tree, write_config, models_world, omni_home):
+    models_world["litellm"]["restart_command"] = "/bin/false"
+    tree = start_with_models(start_tree, write_config, models_world)
+    os.kill(proxy_pid(omni_home), signal.SIGKILL)
+    wait_until(lambda: any("repair did not bring it back" in text for text in notices(tree)), 60,
+               "the failed-repair notice")
+    assert guard(tree)["route"] == "direct"
+    assert tree.ask("system_mode", GetMode())["mode"] == "degraded"
+    assert ask_model(tree).route == "direct", "calls are still served, directly"
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        repairs = db.execute("select state from task where kind = 'repair'").fetchall()
+    assert repairs == [("failed",)], "one repair at a time, the next one only after the backoff"
+
+
+def test_p1_rate_limited_falls_back_to_p2_within_budget_and_records_its_cost(start_tree, write_config, models_world):
+    tree = start_with_models(start_tree, write_config, models_world)
+    admin(tree).set("free", "429", retry_after_s=30)
+    answer = ask_model(tree)
+    assert (answer.tier, answer.route, answer.model) == ("P2", "proxy", "paid-tier")
+    assert answer.usd > 0 and "P1 rate-limited" in answer.notes[0]
+    assert guard(tree)["cooling"]["P1"] > 20, "Retry-After is honoured"
+    ask_model(tree)
+    assert admin(tree).calls("free") == 1, "P1 is not asked again while it cools down"
+    costs = wait_until(lambda: len(cost_rows(tree)) == 2 and cost_rows(tree), 5, "two cost rows")
+    assert [row[0] for row in costs] == ["P2", "P2"] and all(row[3] > 0 for row in costs)
+    wait_until(lambda: any("first paid model call" in text for text in notices(tree)), 5, "the paid-tier notice")
+    assert sum("first paid model call" in text for text in notices(tree)) == 1
+
+
+def test_the_daily_cap_refuses_paid_calls_and_still_serves_free_ones(start_tree, write_config, models_world):
+    tree = start_with_models(start_tree, write_config, models_world,
+                             budget={"daily_usd": 0.00005, "paid_call_reserve_usd": 0.00001})
+    while True:
+        try:
+            ask_model(tree, tier="P2")
+        except Exception as refused:
+            assert "the daily budget for paid models ($0.00) is used up" in str(refused)
+            break
+    assert ask_model(tree, tier="P1").tier == "P1"
+    spent = guard(tree)["budget"]["spent_today_usd"]
+    assert spent <= 0.00005 + 0.0001
+
+
+def test_all_tiers_cooling_down_is_not_a_dead_proxy(start_tree, write_config, models_world):
+    tree = start_with_models(start_tree, write_config, models_world)
+    for name in ("free", "paid"):
+        admin(tree).set(name, "429", retry_after_s=20)
+    with pytest.raises(Exception, match="cooling down"):
+        ask_model(tree)
+    with pytest.raises(Exception, match="cooling down"):
+        ask_model(tree)
+    time.sleep(3 * tree.cfg.litellm.probe_interval_s)   # several probes pass: none may call the proxy dead
+    assert guard(tree)["route"] == "proxy"
+    assert tree.ask("system_mode", GetMode())["mode"] == "normal"
+
+
+def test_backup_keys_never_appear_in_logs_or_errors(start_tree, write_config, models_world, omni_home, monkeypatch):
+    secrets = {"OMNI_BACKUP_CLIPROXY_KEY": "sk-backup-cliproxy-0123456789abcdef",
+               "OMNI_BACKUP_OPENROUTER_KEY": "sk-backup-openrouter-0123456789abcdef"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    tree = start_with_models(start_tree, write_config, models_world)
+    os.kill(proxy_pid(omni_home), signal.SIGKILL)
+    wait_until(lambda: guard(tree)["route"] == "direct", 10, "direct mode")
+    assert ask_model(tree).route == "direct"
+    admin(tree).set("direct", "500")
+    with pytest.raises(Exception) as failure:
+        ask_model(tree, allow_fallback=True)
+    texts = [str(failure.value), repr(failure.value), str(guard(tree))]
+    for path in omni_home.rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode(errors="replace"))
+    for value in secrets.values():
+        assert all(value not in text for text in texts)
