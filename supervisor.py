@@ -90,6 +90,7 @@ def run(cfg: Config, console: Console) -> int:
     if escalation:
         console.print(f"[red]stopped: {escalation[0]}[/]", highlight=False)
         return 1
+    console.print("stopped: every actor shut down in order", highlight=False)
     return 0
 
 

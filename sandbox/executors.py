@@ -6,8 +6,8 @@
 
 `coder` has the shape of `@steipete/claude-code-mcp`. Markers in the prompt choose the behaviour:
 `[sleep=SECONDS]` works that long and reports progress (about ten times, at least once a second),
-`[fail]` returns a tool error, `[crash]` kills the server process mid-call. Without markers it
-answers at once. Given a LiteLLM repair prompt (`[repair]` with a line `Restart command: …`), the coder
+`[fail]` returns a tool error, `[crash]` kills the server process mid-call, `[route]` answers with the
+model route this server was given (OPENAI_BASE_URL). Without markers it answers at once. Given a LiteLLM repair prompt (`[repair]` with a line `Restart command: …`), the coder
 runs that command, as Claude Code would after reading the log, so the repair flow closes for real.
 """
 import argparse
@@ -101,6 +101,8 @@ def build_server(role: str) -> MCPServer:
         @server.tool(description="Run a general task (stub executor).")
         async def run_task(prompt: str, ctx: Context) -> str:
             await work(prompt, ctx)
+            if "[route]" in prompt:
+                return f"general route: {os.environ.get('OPENAI_BASE_URL', '(none)')}"
             return f"general done: {prompt[:80]}"
 
     return server

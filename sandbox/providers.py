@@ -210,11 +210,21 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+_CHOICES = re.compile(r"exactly one of: ([\w, -]+)\.")
+_HINTS = {"research": ("research", "analysis", "研究", "分析"), "heavy": ("overnight", "batch", "每天", "批量")}
+
+
 def make_reply(up: Upstream, messages: list[dict[str, Any]]) -> str:
-    """The configured reply, else "[NAME] " and the start of the last user message."""
+    """The configured reply; a classification when asked for "exactly one of: …" (a keyword guess, so
+    the sandbox's model classification does something); else "[NAME] " and the start of the last user message."""
     if up.reply is not None:
         return up.reply
     users = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+    systems = " ".join(text_of(m.get("content")) for m in messages if m.get("role") == "system")
+    if (asked := _CHOICES.search(systems)) and users:
+        options = [option.strip() for option in asked.group(1).split(",")]
+        text = users[-1].lower()
+        return next((o for o in options if any(h in text for h in _HINTS.get(o, (o,)))), options[-1])
     return f"[{up.name}] " + (users[-1][:REPLY_ECHO_CHARS] if users else "")
 
 

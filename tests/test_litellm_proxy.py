@@ -54,8 +54,8 @@ def pid_exists(pid: int) -> bool:
 def providers(tmp_path_factory):
     """The simulated free and paid upstreams (each demanding its key), and their admin client."""
     ready = tmp_path_factory.mktemp("providers") / "ready.json"
-    process, urls = start_providers({"free": 0, "paid": 0}, 0, ready, env=KEYS,
-                                    expect_keys={"free": "OMNI_SANDBOX_FREE_KEY", "paid": "OMNI_SANDBOX_PAID_KEY"})
+    expect = {"free": "OMNI_SANDBOX_FREE_KEY", "paid": "OMNI_SANDBOX_PAID_KEY"}
+    process, urls = start_providers({"free": 0, "paid": 0}, 0, ready, expect_keys=expect, env=KEYS)
     try:
         yield urls, ProvidersAdmin(urls["admin"])
     finally:
@@ -92,7 +92,7 @@ def managed(tmp_path):
 
 @pytest.fixture(scope="module")
 def proxy(make_cfg, tmp_path_factory):
-    """One real proxy shared by the read-only tests: (cfg, home, pid, seconds from spawn to liveliness 200)."""
+    """One real proxy shared by the read-only tests: (cfg, home, pid, seconds from spawn to liveliness)."""
     cfg, home = make_cfg(), tmp_path_factory.mktemp("omni-home")
     try:
         began = time.perf_counter()
@@ -249,7 +249,8 @@ def test_broken_config_fails_naming_the_log(make_cfg, managed, tmp_path):
 def test_deadline_kills_a_proxy_that_never_answers(make_cfg, managed, tmp_path):
     """A start-up that hangs is killed at the deadline (a stand-in program that never listens)."""
     never = tmp_path / "litellm-hangs"
-    never.write_text(f"#!{sys.executable}\nimport time\nprint('starting forever', flush=True)\ntime.sleep(600)\n")
+    never.write_text(f"#!{sys.executable}\nimport time\n"
+                     "print('starting forever', flush=True)\ntime.sleep(600)\n")
     never.chmod(0o755)
     cfg = make_cfg(executable=str(never), start_deadline_s=1.5)
     managed((cfg, tmp_path))
@@ -261,7 +262,7 @@ def test_deadline_kills_a_proxy_that_never_answers(make_cfg, managed, tmp_path):
 
 
 def test_cli_status_without_a_proxy(tmp_path, monkeypatch, capsys):
-    """`python -m actors.litellm_proxy status` on the sandbox config: one line, exit 1 when nothing answers."""
+    """`python -m actors.litellm_proxy status` on a sandbox config: one line, exit 1 when nothing answers."""
     monkeypatch.setenv("OMNI_HOME", str(tmp_path))
     config = tmp_path / "config.yaml"
     text = (PROJECT_ROOT / "config" / "sandbox.yaml").read_text()
