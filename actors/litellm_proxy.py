@@ -34,7 +34,7 @@ POLL_TIMEOUT_S = 0.5
 LOG_MAX_BYTES = 10 * 1024 * 1024   # at start, a bigger log is moved to litellm.log.1
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # ignore $http_proxy for loopback
 _PROCFS = Path("/proc/self/status").exists()   # Linux; macOS asks `ps`
-_children: dict[int, subprocess.Popen] = {}   # proxies this process spawned: polled so they never stay zombies
+_children: dict[int, subprocess.Popen] = {}   # proxies spawned here: polled so they never stay zombies
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _SECRETS = [
@@ -82,7 +82,7 @@ def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
     if not cfg.executable or not cfg.config_path:
         raise ProxyStartFailed("a managed proxy needs `executable` and `config` in the litellm section")
     port = _port(cfg.url)
-    running = _running_pid(paths)
+    running = _running_pid(cfg, paths)
     if running is not None:
         raise ProxyStartFailed(f"a LiteLLM proxy is already running (pid {running}); use restart")
     if _listening(port):
@@ -99,7 +99,7 @@ def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
             child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as err:
-            raise ProxyStartFailed(f"cannot run {cfg.executable}: {err.strerror} (run `make setup`)") from None
+            raise ProxyStartFailed(f"cannot run {cfg.executable}: {err.strerror} (make setup?)") from None
     _children[child.pid] = child
     _write_pid(paths.pid, child.pid)
     deadline = time.monotonic() + cfg.start_deadline_s
@@ -127,7 +127,7 @@ def stop_proxy(cfg: LiteLLMConfig, home: Path, timeout_s: float = 10) -> bool:
     True
     """
     paths = proxy_paths(home)
-    pid = _running_pid(paths)
+    pid = _running_pid(cfg, paths)
     if pid is not None:
         _kill_group(pid, signal.SIGTERM)
         if not _wait_gone(pid, timeout_s):
@@ -155,7 +155,7 @@ def proxy_status(cfg: LiteLLMConfig, home: Path) -> dict:
     >>> proxy_status(cfg.litellm, cfg.home)             # doctest: +SKIP
     {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
     """
-    pid = _running_pid(proxy_paths(home))
+    pid = _running_pid(cfg, proxy_paths(home))
     return {"pid": pid, "alive": pid is not None, "rss_mb": None if pid is None else _rss_mb(pid),
             "answers": _answers(cfg.url, cfg.probe_timeout_s)}
 
@@ -227,20 +227,21 @@ def _rotate(log: Path) -> None:
         pass
 
 
-def _running_pid(paths: ProxyPaths) -> int | None:
-    """The pid in the pid file if that process is alive and is a LiteLLM proxy (not a reused pid)."""
+def _running_pid(cfg: LiteLLMConfig, paths: ProxyPaths) -> int | None:
+    """The pid in the pid file if that process is alive and runs the proxy (not a reused pid)."""
     try:
         pid = int(paths.pid.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) and "litellm" in _command(pid) else None
+    command = _command(pid) if _alive(pid) else ""
+    return pid if "litellm" in command or Path(cfg.executable or "litellm").name in command else None
 
 
 def _alive(pid: int) -> bool:
     """True for a live process; reaps our own exited children; a zombie counts as dead."""
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
-        del _children[pid]
+        _children.pop(pid, None)
         return False
     try:
         os.kill(pid, 0)
@@ -255,9 +256,10 @@ def _command(pid: int) -> str:
     """The process's command line ('' for a zombie or a gone process)."""
     if _PROCFS:
         try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return ""
+        return raw.replace(b"\0", b" ").decode(errors="replace").strip()
     result = subprocess.run(["ps", "-o", "stat=,command=", "-p", str(pid)], capture_output=True, text=True)
     stat, _, command = result.stdout.strip().partition(" ")
     return "" if not stat or stat.startswith("Z") else command.strip()
@@ -300,12 +302,19 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 # ---------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m actors.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1."""
+    """python -m actors.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1.
+
+    >>> main(["status", "--config", "config/sandbox.yaml"])     # doctest: +SKIP
+    LiteLLM proxy http://127.0.0.1:14000: answers; pid 4242, 351 MB
+    0
+    """
     from config import ConfigError, load_config, resolve_config_path
 
-    parser = argparse.ArgumentParser(prog="python -m actors.litellm_proxy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m actors.litellm_proxy",
+                                     description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("action", choices=("start", "stop", "restart", "status"))
-    parser.add_argument("--config", help="the orchestrator's config (default: $OMNI_HOME/config.yaml or the sandbox)")
+    parser.add_argument("--config", help="the orchestrator's config (default: $OMNI_HOME/config.yaml, "
+                                         "else the embedded sandbox)")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(resolve_config_path(args.config))

@@ -59,8 +59,9 @@ async def call_via_proxy(client: httpx2.AsyncClient, url: str, key: str, tier: T
     except httpx2.TransportError as error:
         raise ProxyUnreachable(f"{type(error).__name__}: {error}") from None
     if response.status_code == 429:
-        raise RateLimited(f"{tier.name} rate-limited: {_error_message(response)}",
-                          _retry_after(response.headers.get("retry-after")),
+        # The proxy relays the provider's wait as llm_provider-retry-after; its own cooldowns say retry-after.
+        wait = response.headers.get("retry-after") or response.headers.get("llm_provider-retry-after")
+        raise RateLimited(f"{tier.name} rate-limited: {_error_message(response)}", _retry_after(wait),
                           "all_deployments_in_cooldown" in response.text or "cooldown" in response.text.lower())
     if response.status_code >= 400:
         raise CallFailed(f"the proxy answered {response.status_code}: {_error_message(response)}")

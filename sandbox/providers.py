@@ -71,7 +71,9 @@ class _Server(uvicorn.Server):
 
 def listen_socket(port: int) -> socket.socket:
     """A listening loopback socket on `port` (0: a free one), reusable right after it is closed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on accepted connections; without it every
+    # keep-alive answer waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))

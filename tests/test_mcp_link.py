@@ -44,13 +44,14 @@ def with_link(spec: ExecutorConfig, scenario: Callable[[McpLink], Awaitable[None
     asyncio.run(main())
 
 
-def child_processes() -> list[tuple[int, str]]:
-    """(pid, state) of this process's children, zombies included."""
-    ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid=,stat="], stdout=subprocess.PIPE, text=True)
+def child_processes(command: str = "") -> list[tuple[int, str]]:
+    """(pid, state) of this process's children, zombies included; only those whose command line
+    contains `command`, when given."""
+    ps = subprocess.Popen(["ps", "-A", "-o", "pid=,ppid=,stat=,args="], stdout=subprocess.PIPE, text=True)
     out, _ = ps.communicate()
-    rows = (line.split() for line in out.splitlines())
-    return [(int(pid), stat) for pid, ppid, stat, *_ in rows
-            if int(ppid) == os.getpid() and int(pid) != ps.pid]
+    rows = (line.split(None, 3) for line in out.splitlines())
+    return [(int(pid), stat) for pid, ppid, stat, *args in rows
+            if int(ppid) == os.getpid() and int(pid) != ps.pid and command in " ".join(args)]
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +146,7 @@ def test_a_crashing_server_raises_link_lost_and_closes_quickly() -> None:
 
 def test_a_killed_idle_server_is_noticed_without_a_call() -> None:
     async def scenario(link: McpLink) -> None:
-        [(server_pid, _)] = child_processes()
+        [(server_pid, _)] = child_processes("sandbox.executors")
         os.kill(server_pid, signal.SIGKILL)
         await eventually(lambda: not link.is_open, within_s=2.0)
         with pytest.raises(LinkLost):
