@@ -28,11 +28,14 @@ def test_the_shipped_configs_load(monkeypatch):
     cfg = load_config(EMBEDDED_DEFAULT)
     assert set(cfg.executors) == {"coder", "general"} and cfg.gateway.port == 8765
     assert cfg.executors["coder"].tool == "claude_code"
-    for name in ("ANTHROPIC_API_KEY", "MOLTWORKER_TOKEN"):
+    for name in ("ANTHROPIC_API_KEY", "MOLTWORKER_TOKEN", "CLIPROXY_API_KEY", "OPENROUTER_API_KEY",
+                 "CLIPROXY_BACKUP_KEY", "OPENROUTER_BACKUP_KEY"):
         monkeypatch.setenv(name, "from-the-environment")
     real = load_config(EMBEDDED_DEFAULT.with_name("default.yaml"))
     assert real.executors["moltworker"].headers["Authorization"] == "Bearer from-the-environment"
     assert [rule.kind for rule in real.routing.rules] == ["coding", "heavy", "general"]
+    assert real.litellm.tiers["P2"].backup_key == "from-the-environment" and real.litellm.tiers["P2"].paid
+    assert "proxy restart" in real.litellm.restart_command and real.locale == "zh-Hant"
 
 
 @pytest.mark.parametrize("change, key_path, expected", [
@@ -48,6 +51,11 @@ def test_the_shipped_configs_load(monkeypatch):
     (lambda raw: raw["supervision"].update(strategy="all_for_none"), "supervision.strategy", "one of one_for_one"),
     (lambda raw: raw["tasks"].update(max_attempts=0), "tasks.max_attempts", "a whole number >= 1"),
     (lambda raw: raw.update(executor={}), "executor", "one of the keys"),
+    (lambda raw: raw["litellm"]["tiers"]["P2"].update(backup_key="nobody"), "api_keys.backup.nobody",
+     "a backup key named 'nobody' (referred to by litellm.tiers.P2.backup_key)"),
+    (lambda raw: raw["litellm"]["tiers"].pop("P1"), "litellm.tiers", "the tiers P1 (free) and P2 (paid), in that order"),
+    (lambda raw: raw["budget"].update(daily_usd=-1), "budget.daily_usd", "a number >= 0"),
+    (lambda raw: raw.update(locale="fr"), "locale", "one of en, zh-Hant, zh-Hans"),
     (lambda raw: raw["executors"]["coder"]["arguments"].update(prompt="{descripton}"), "executors.coder.arguments.prompt",
      "template fields among {description}"),
 ])
@@ -89,3 +97,10 @@ def test_a_wrongly_typed_secret_is_not_echoed(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, raw))
     assert "sk-in-a-list" not in str(error.value)
+
+
+def test_a_literal_backup_key_in_a_shared_file_is_refused_without_echoing_it(tmp_path):
+    raw = with_change(lambda raw: raw["api_keys"]["backup"].update(openrouter="sk-or-literal-secret"))
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, raw))
+    assert "api_keys.backup.openrouter" in str(error.value) and "sk-or-literal-secret" not in str(error.value)
