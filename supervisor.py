@@ -17,8 +17,9 @@ import threading
 import pykka
 from rich.console import Console
 
-from actors import (ChildSpec, Directory, EventLoopThread, Executor, Gateway, Journal, LiteLLMGuard, ProxyKeeper,
-                    Router, StateStore, Supervisor, SystemMode, TransitionFeed, gateway_token)
+from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor, Journal,
+                    LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
+                    gateway_token)
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
 
@@ -40,14 +41,19 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
         route_users = tuple(name for name, spec in cfg.executors.items() if spec.model_route)
         specs.append(ChildSpec("litellm_guard", lambda ctx: LiteLLMGuard.start(ctx, cfg.litellm, cfg.budget, journal,
                                                                                cfg.locale, route_users)))
+    specs += [
+        ChildSpec("system_mode", lambda ctx: SystemMode.start(ctx, cfg.repair, cfg.litellm, cfg.locale, journal,
+                                                              cfg.home)),
+        ChildSpec("brainstem", lambda ctx: BrainstemController.start(ctx, cfg.brainstem, cfg.locale, journal)),
+    ]
+    if models:
+        specs.append(ChildSpec("health_monitor", lambda ctx: HealthMonitor.start(ctx, cfg.health, journal)))
     tier_models = {name: tier.proxy_model for name, tier in cfg.litellm.tiers.items()} if models else {}
     specs += [ChildSpec(name, lambda ctx, spec=spec: Executor.start(ctx, spec, cfg.tasks.max_attempts, journal,
                                                                      cfg.home, tier_models))
               for name, spec in cfg.executors.items()]
     specs += [
         ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),
-        ChildSpec("system_mode", lambda ctx: SystemMode.start(ctx, cfg.repair, cfg.litellm, cfg.locale, journal,
-                                                              cfg.home)),
         ChildSpec("gateway", lambda ctx: Gateway.start(ctx, cfg.gateway, token,
                                                        tuple(rule.kind for rule in cfg.routing.rules),
                                                        tuple(cfg.executors), cfg.home, models)),

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from messages import Notice, TaskChanged
+from messages import ModeChanged, Notice, TaskChanged
 
 from .supervised import ChildContext, SupervisedActor
 
@@ -45,9 +45,14 @@ class TransitionFeed(SupervisedActor):
             case TaskChanged() as changed:
                 self._lines += 1
                 self._console.print(transition_line(changed), highlight=False, soft_wrap=True)
-            case Notice(text=text):
-                self._console.print(f"{time.strftime('%H:%M:%S')}  [bold yellow]notice[/]  {escape(text)}",
-                                    highlight=False, soft_wrap=True)
+            case Notice(text=text, to=to, wording=wording):
+                audience = f" → {', '.join(to)}" if to else ""
+                local = f"  [dim](local model: {escape(wording[:80])})[/]" if wording else ""
+                self._console.print(f"{time.strftime('%H:%M:%S')}  [bold yellow]notice{escape(audience)}[/]  "
+                                    f"{escape(text)}{local}", highlight=False, soft_wrap=True)
+            case ModeChanged(mode=mode, previous=previous):
+                self._console.print(f"{time.strftime('%H:%M:%S')}  [bold]mode {previous} → {mode}[/]",
+                                    highlight=False)
             case _:
                 return self.unhandled(message)
 

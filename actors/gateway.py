@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 
 from config import GatewayConfig
-from messages import TaskChanged
+from messages import ModeChanged, TaskChanged
 
 from .gateway_auth import BearerAuth
 from .gateway_tools import GatewayTools
@@ -65,6 +65,8 @@ class Gateway(SupervisedActor):
                 self.loop.loop.call_soon_threadsafe(self._tools.wake, task.task_id)
             case TaskChanged():
                 pass
+            case ModeChanged(mode=mode):
+                self._tools.mode = mode
             case _:
                 return self.unhandled(message)
 

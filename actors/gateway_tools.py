@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from messages import CountTasksByState, CreateTask, GetMode, GetTask, Introspect, SumCosts, ListTasks, Transition
+from messages import CountTasksByState, CreateTask, GetMode, GetTask, Introspect, ReplyWhileDown, SumCosts, ListTasks, Transition
 
 from .budget import day_start, month_start
 from .directory import ActorUnavailable, Directory
@@ -33,6 +33,7 @@ class GatewayTools:
                  executors: tuple[str, ...], models: bool = False):
         self._directory = directory
         self._models = models
+        self.mode = "normal"          # kept current by the Gateway actor (ModeChanged)
         self._pool = pool
         self._kinds = kinds
         self._executors = executors
@@ -56,6 +57,9 @@ class GatewayTools:
             raise ToolError(f"submit_task: 'tier' must be one of {', '.join(TIERS)}, not {tier!r}")
         task = await self._ask(STORE, CreateTask(description.strip(), kind=kind, sender=sender, source="mcp",
                                                  tier=tier))
+        if self.mode == "brainstem":   # the cloud is down: say so, in the brainstem's words
+            return {"task_id": task.task_id, "state": task.state,
+                    "note": await self._ask("brainstem", ReplyWhileDown(description), timeout_s=30)}
         return {"task_id": task.task_id, "state": task.state}
 
     async def get_task(self, task_id: int, wait_s: float = 0.0) -> dict[str, Any]:

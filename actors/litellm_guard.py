@@ -23,7 +23,7 @@ from typing import Any
 import httpx2
 
 from config import BudgetConfig, LiteLLMConfig, TierConfig
-from messages import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown, LiteLLMUp,
+from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown, LiteLLMUp,
                       Notice, Probe, ProbeResult, RecordCost, RecordSystemEvent, RouteChanged, SumCosts, TierChoice)
 from texts import say
 
@@ -38,7 +38,9 @@ STORE = "state_store"
 
 
 class NoModelAvailable(RuntimeError):
-    pass
+    def __init__(self, reason: str, timed_out: bool = False):
+        super().__init__(reason)
+        self.timed_out = timed_out    # every tier tried timed out: the cloud may be unreachable
 
 
 class LiteLLMGuard(SupervisedActor):
@@ -172,6 +174,7 @@ class LiteLLMGuard(SupervisedActor):
     async def _call(self, request: Complete) -> Completion:
         plan = [request.tier] + (["P2"] if request.tier == "P1" and request.allow_fallback else [])
         refusals: list[str] = []
+        timeouts = 0
         for name in plan:
             tier = self._config.tiers[name]
             if self._cooling(name):
@@ -184,10 +187,16 @@ class LiteLLMGuard(SupervisedActor):
             except RateLimited as limited:
                 self._cool_down(name, limited.retry_after_s, str(limited))
                 refusals.append(f"{name} rate-limited, cooling down for {limited.retry_after_s:g}s")
-            except (CallTimedOut, CallFailed) as failed:
+            except CallTimedOut as timed_out:
+                timeouts += 1
+                refusals.append(f"{name}: {timed_out}")
+                if request.purpose != "health":   # a live call's timeout is evidence too (pings report their own)
+                    self.directory.tell("health_monitor", CloudAnswered(False, True, str(timed_out), real_call=True))
+            except CallFailed as failed:
                 refusals.append(f"{name}: {failed}")
         self._calls["failed"] += 1
-        raise NoModelAvailable(self._redact("; ".join(refusals) or "no tier configured"))
+        raise NoModelAvailable(self._redact("; ".join(refusals) or "no tier configured"),
+                               timed_out=timeouts > 0 and timeouts == len(refusals))
 
     async def _call_tier(self, tier: TierConfig, request: Complete, notes: tuple[str, ...]) -> Completion:
         reservation = self.budget.reserve() if tier.paid else None
@@ -210,7 +219,7 @@ class LiteLLMGuard(SupervisedActor):
                           notes, request.correlation)
 
     async def _call_on_route(self, tier: TierConfig, request: Complete) -> tuple[str, Answer]:
-        timeout = self._config.call_timeout_s
+        timeout = request.timeout_s or self._config.call_timeout_s
         if self.route == "proxy":
             try:
                 return "proxy", await call_via_proxy(self._client, self._config.url, self._config.proxy_key, tier,
@@ -233,7 +242,9 @@ def _outcome(future: concurrent.futures.Future[Completion], request: Complete) -
     if future.cancelled():
         return CompletionFailed("cancelled", request.correlation)
     error = future.exception()
-    return future.result() if error is None else CompletionFailed(str(error), request.correlation)
+    if error is None:
+        return future.result()
+    return CompletionFailed(str(error), request.correlation, timed_out=getattr(error, "timed_out", False))
 
 
 async def _new_client() -> httpx2.AsyncClient:

@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from config import RoutingConfig
-from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execute, ExecutorHealth, GetTask, ListTasks,
-                      Reconcile, RecordDecision, TaskChanged, TaskView, Transition)
+from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execute, ExecutorHealth, GetMode, GetTask,
+                      ListTasks, ModeChanged, Reconcile, RecordDecision, TaskChanged, TaskView, Transition)
 
 from .supervised import ChildContext, SupervisedActor
 from .task_lifecycle import IllegalTransition, TaskState
@@ -51,8 +51,10 @@ class Router(SupervisedActor):
         self._waiting: dict[int, str] = {}   # task → why it waits (recorded once per reason)
         self._classifying: set[int] = set()
         self._decisions = 0
+        self._mode = "normal"
 
     def started(self) -> None:
+        self._mode = self.directory.ask("system_mode", GetMode())["mode"]
         self._reconcile(older_than_s=0)
         self.loop.tell_every(self._reconcile_interval_s, self.actor_ref, Reconcile())
 
@@ -62,6 +64,7 @@ class Router(SupervisedActor):
             case TaskChanged():                                          pass
             case ExecutorHealth() as health:                             self._note_health(health)
             case Completion() | CompletionFailed() as answer:            self._classified(answer)
+            case ModeChanged(mode=mode):                                 self._mode = mode
             case Reconcile():                                            self._reconcile(self._reconcile_interval_s)
             case _:                                                      return self.unhandled(message)
 
@@ -71,6 +74,9 @@ class Router(SupervisedActor):
 
     def _dispatch(self, task: TaskView, kind: str | None = None, kind_reason: str = "") -> None:
         if task.task_id in self._classifying:
+            return
+        if self._mode == "brainstem":
+            self._park(task)
             return
         if kind is None:
             kind, kind_reason = classify(task, self._routing)
@@ -95,6 +101,14 @@ class Router(SupervisedActor):
             return   # someone moved it first (cancelled, or dispatched by an earlier announcement)
         self._decisions += 1
         self.directory.tell(executor, Execute(dispatched))
+
+    def _park(self, task: TaskView) -> None:
+        """The cloud is down: new work waits for it (the brainstem resumes it)."""
+        try:
+            self.directory.ask(STORE, Transition(task.task_id, TaskState.WAITING, "cloud offline: waiting for it",
+                                                 expect=frozenset({TaskState.IDLE})))
+        except IllegalTransition:
+            pass
 
     def _choose_tier(self, wanted: str) -> tuple[str | None, str]:
         if not self._models:

@@ -17,7 +17,7 @@ from typing import Any
 
 from peewee import fn
 
-from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, ListTasks, RecordCost, RecordDecision,
+from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
                       RecordProgress, RecordSystemEvent, SumCosts, TaskChanged, TaskView, Transition)
 
 from .journal import Journal
@@ -59,6 +59,7 @@ class StateStore(SupervisedActor):
             case RecordDecision() as decision:    self._record_decision(decision)
             case RecordCost() as cost:            self._record_cost(cost)
             case SumCosts(since=since):           return self._sum_costs(since)
+            case LastSystemEvent(kind=kind):      return self._last_system_event(kind)
             case _:                               return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -169,6 +170,10 @@ class StateStore(SupervisedActor):
         rows = (CostEntry.select(CostEntry.tier, fn.SUM(CostEntry.usd), fn.COUNT(CostEntry.id))
                 .where(CostEntry.at >= since).group_by(CostEntry.tier).tuples())
         return {tier: {"usd": float(usd or 0), "calls": calls} for tier, usd, calls in rows}
+
+    def _last_system_event(self, kind: str) -> dict[str, Any] | None:
+        row = SystemEvent.select().where(SystemEvent.kind == kind).order_by(SystemEvent.id.desc()).first()
+        return None if row is None else {"at": row.at, "detail": row.detail, "data": json.loads(row.data or "{}")}
 
     def _record_system_event(self, event: RecordSystemEvent) -> None:
         SystemEvent.create(at=time.time(), kind=event.kind, detail=event.detail,

@@ -1,4 +1,9 @@
-"""SystemMode owns the system's mode (normal, degraded) and the LiteLLM repair flow.
+"""SystemMode owns the system's mode and the LiteLLM repair flow.
+
+The mode follows from two facts: the cloud is down (`CloudDown`, from the HealthMonitor) → `brainstem`;
+else LiteLLM is down (`LiteLLMDown`, from the guard) → `degraded`; else `normal`. Every change is
+persisted (a `system_event` row, so a restart after a SIGKILL comes back in brainstem mode) and told
+to the actors that act on it (`ModeChanged`).
 
 On `LiteLLMDown` (the guard has already switched to direct calls): mode `degraded`, the user is told
 once, and a task of kind `repair` goes to the coding executor with a prompt that carries the proxy's
@@ -17,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from config import LiteLLMConfig, RepairConfig
-from messages import (CreateTask, GetMode, Introspect, LiteLLMDown, LiteLLMUp, Notice, RecordSystemEvent, RepairDue, TaskChanged,
-                      VerifyRepair)
+from messages import (CloudDown, CloudUp, CreateTask, GetMode, Introspect, LastSystemEvent, LiteLLMDown, LiteLLMUp,
+                      ModeChanged, Notice, RecordSystemEvent, RepairDue, TaskChanged, VerifyRepair)
 from texts import say
 
 from .journal import Journal
@@ -27,6 +32,7 @@ from .supervised import ChildContext, SupervisedActor
 
 STORE = "state_store"
 HOUR_S = 3600.0
+MODE_LISTENERS = ("router", "brainstem", "health_monitor", "gateway", "console")
 
 
 class SystemMode(SupervisedActor):
@@ -39,6 +45,7 @@ class SystemMode(SupervisedActor):
         self._journal = journal
         self._home = home
         self.mode = "normal"
+        self._proxy_down = self._cloud_down = False
         self._down_reason = ""
         self._repair_task: int | None = None
         self._repairs: deque[float] = deque()
@@ -46,15 +53,22 @@ class SystemMode(SupervisedActor):
         self._notices: deque[dict[str, Any]] = deque(maxlen=50)
 
     def started(self) -> None:
+        last = self.directory.ask(STORE, LastSystemEvent("mode"))
+        if last and last["data"].get("mode") == "brainstem":   # the process died in brainstem mode
+            self._cloud_down = True
+            self._update_mode("still offline after a restart: staying in brainstem mode")
         if self.context.incarnation > 0 and self._litellm is not None:   # a restart: the guard knows the route
             if self.directory.ask("litellm_guard", Introspect())["route"] == "direct":
-                self.mode, self._down_reason = "degraded", "found on direct calls after a restart"
+                self._proxy_down, self._down_reason = True, "found on direct calls after a restart"
+                self._update_mode(self._down_reason)
                 self._schedule_repair(0)
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case LiteLLMDown(reason=reason):                       self._litellm_down(reason)
             case LiteLLMUp():                                      self._litellm_up()
+            case CloudDown(reason=reason):                         self._cloud(False, reason)
+            case CloudUp(reason=reason):                           self._cloud(True, reason)
             case TaskChanged(task=task) if task.task_id == self._repair_task and task.is_terminal:
                 self._repair_ended(task.task_id, task.state)
             case TaskChanged():                                    pass
@@ -70,19 +84,27 @@ class SystemMode(SupervisedActor):
 
     # --- LiteLLM -------------------------------------------------------------------------------------------
     def _litellm_down(self, reason: str) -> None:
-        if self.mode == "degraded":
+        if self._proxy_down:
             return
-        self._set_mode("degraded", f"LiteLLM is down: {reason}")
-        self._down_reason = reason
+        self._proxy_down, self._down_reason = True, reason
+        self._update_mode(f"LiteLLM is down: {reason}")
         self._say("litellm_down", error=reason)
         self._start_repair()
 
     def _litellm_up(self) -> None:
-        if self.mode != "degraded":
+        if not self._proxy_down:
             return
-        self._set_mode("normal", "LiteLLM is back")
-        self._repair_due = False
+        self._proxy_down, self._repair_due = False, False
+        self._repair_task = None   # it worked: a later outage gets a repair of its own, and no stale verdict
+        self._update_mode("LiteLLM is back")
         self._say("litellm_recovered")
+
+    def _cloud(self, up: bool, reason: str) -> None:
+        """The brainstem does the suspending, resuming and telling; here only the mode moves."""
+        if self._cloud_down == (not up):
+            return
+        self._cloud_down = not up
+        self._update_mode(f"cloud {'back' if up else 'offline'}: {reason}")
 
     def _start_repair(self) -> None:
         if self._repair_task is not None or self._litellm is None:
@@ -109,7 +131,7 @@ class SystemMode(SupervisedActor):
         if task_id != self._repair_task:
             return
         self._repair_task = None
-        if self.mode != "degraded":
+        if not self._proxy_down:
             return
         delay = self._repair.backoff_initial_s * 2 ** max(0, len(self._recent_repairs()) - 1)
         self._say("litellm_repair_failed", detail=f"repair task #{task_id} ended, the proxy is still down",
@@ -122,7 +144,7 @@ class SystemMode(SupervisedActor):
             self.loop.tell_later(delay_s, self.actor_ref, RepairDue())
 
     def _retry_repair(self) -> None:
-        if self._repair_due and self.mode == "degraded":
+        if self._repair_due and self._proxy_down:
             self._repair_due = False
             self._start_repair()
 
@@ -132,18 +154,24 @@ class SystemMode(SupervisedActor):
         return self._repairs
 
     # --- mode and notices ----------------------------------------------------------------------------------
-    def _set_mode(self, mode: str, why: str) -> None:
-        self.mode = mode
-        self._journal.record("mode", mode=mode, reason=why)
-        self.directory.tell(STORE, RecordSystemEvent("mode", f"mode → {mode}: {why}"))
+    def _update_mode(self, why: str) -> None:
+        mode = "brainstem" if self._cloud_down else "degraded" if self._proxy_down else "normal"
+        if mode == self.mode:
+            return
+        previous, self.mode = self.mode, mode
+        self._journal.record("mode", mode=mode, previous=previous, reason=why)
+        self.directory.tell(STORE, RecordSystemEvent("mode", f"mode → {mode}: {why}", {"mode": mode}))
+        for name in MODE_LISTENERS:
+            self.directory.tell(name, ModeChanged(mode, previous))
 
     def _say(self, key: str, **params: Any) -> None:
         self._notify(Notice(key, say(self._locale, key, **params)))
 
     def _notify(self, notice: Notice) -> None:
         """Users hear of it: a notice row (the IM bridge delivers these), the console, the journal."""
-        self._notices.append({"at": time.time(), "key": notice.key, "text": notice.text})
-        self.directory.tell(STORE, RecordSystemEvent("notice", notice.text, {"key": notice.key}))
+        self._notices.append({"at": time.time(), "key": notice.key, "text": notice.text, "to": notice.to})
+        self.directory.tell(STORE, RecordSystemEvent("notice", notice.text, {"key": notice.key, "to": list(notice.to),
+                                                                             "wording": notice.wording}))
         self.directory.tell("console", notice)
 
 

@@ -9,4 +9,8 @@ One run measures, against a real `supervisor.py` subprocess on loopback:
   eight concurrent submitters.
 
 It prints figures and the ratios the targets are about; it never asserts a target (exit 0).
+
+`python -m bench litellm` (bench/_litellm.py) measures the model route instead: per-call overhead of the
+LiteLLM proxy and of direct mode against the simulated upstream, and failover time after SIGKILL of the
+proxy in an in-process tree under steady calls. `python -m bench all` runs both.
 """

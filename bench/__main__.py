@@ -1,4 +1,10 @@
-"""`python -m bench [--quick] [--keep]`: measure the floor and no-op tasks end to end, print the figures."""
+"""`python -m bench [spine|litellm|all] [--quick] [--keep]`: print the figures.
+
+- `spine` (the default): the floor and no-op tasks end to end, against a real supervisor.py.
+- `litellm`: per-call overhead of the model route and failover after SIGKILL of the LiteLLM proxy
+  (bench/_litellm.py).
+- `all`: both, spine first.
+"""
 from __future__ import annotations
 
 import argparse
@@ -63,10 +69,27 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Measure the floor and no-op tasks end to end; print the figures.")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
+    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "all"), default="spine",
+                        help="spine (default): floor and no-op tasks end to end; litellm: model-route overhead "
+                             "and proxy failover; all: both")
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke check")
     parser.add_argument("--keep", action="store_true", help="keep the temp $OMNI_HOME (logs) and print its path")
     args = parser.parse_args(argv)
+    status = 0
+    if args.which in ("spine", "all"):
+        status = spine(args)
+    if args.which in ("litellm", "all"):
+        from ._litellm import run as litellm_bench
+        if args.which == "all":
+            print()
+        else:
+            print(machine(), flush=True)
+        status = litellm_bench(quick=args.quick, keep=args.keep) or status
+    return status
+
+
+def spine(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     print(machine(), flush=True)
     started = time.perf_counter()
@@ -81,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(verdicts(figures)))
     print(f"\n({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.1f}s in all)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

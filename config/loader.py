@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .schema import (BudgetConfig, Config, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
+from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def _owner_only(path: Path) -> bool:
 def _build(root: _Node) -> Config:
     root.require_mapping()
     root.reject_unknown({"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys",
-                         "budget", "repair", "locale", "providers"})
+                         "budget", "repair", "locale", "providers", "health", "brainstem"})
     executors = {name: _executor(node) for name, node in root.child("executors").items()}
     if not executors:
         raise ConfigError(root.file, "executors", "at least one executor")
@@ -90,6 +90,8 @@ def _build(root: _Node) -> Config:
         ),
         litellm=None if root.child("litellm").value is None else _litellm(root),
         budget=_budget(root.child("budget")),
+        health=_health(root.child("health")),
+        brainstem=_brainstem(root.child("brainstem")),
         repair=_repair(root.child("repair")),
         locale=root.choice("locale", ("en", "zh-Hant", "zh-Hans"), "en"),
         providers=None if root.child("providers").value is None else {
@@ -159,6 +161,20 @@ def _tier(name: str, node: _Node, backup_keys: dict[str, str]) -> TierConfig:
         input_usd_per_mtok=node.amount("input_usd_per_mtok", 0.0),
         output_usd_per_mtok=node.amount("output_usd_per_mtok", 0.0),
     )
+
+
+def _health(node: _Node) -> HealthConfig:
+    d = HealthConfig()
+    return HealthConfig(interval_s=node.seconds("interval_s", d.interval_s), timeout_s=node.seconds("timeout_s", d.timeout_s),
+                        timeouts_to_down=node.int("timeouts_to_down", d.timeouts_to_down, minimum=1),
+                        brainstem_interval_s=node.seconds("brainstem_interval_s", d.brainstem_interval_s),
+                        successes_to_up=node.int("successes_to_up", d.successes_to_up, minimum=1))
+
+
+def _brainstem(node: _Node) -> BrainstemConfig:
+    path = node.value.get("model_path") if isinstance(node.value, dict) else None
+    return BrainstemConfig(model_path=_project_path(node.str("model_path")) if path else None,
+                           max_tokens=node.int("max_tokens", BrainstemConfig().max_tokens, minimum=1))
 
 
 def _budget(node: _Node) -> BudgetConfig:

@@ -155,6 +155,24 @@ class RepairConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Cloud reachability (the seed's numbers): 3 consecutive pings timing out after 10 s → brainstem;
+    there, a ping every 30 s, and 2 consecutive answers → back to normal."""
+
+    interval_s: float = 15.0
+    timeout_s: float = 10.0
+    timeouts_to_down: int = 3
+    brainstem_interval_s: float = 30.0
+    successes_to_up: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class BrainstemConfig:
+    model_path: str | None = None       # an MLX model directory (Qwen2.5-7B-Instruct 4-bit on a Mac); None: fixed texts
+    max_tokens: int = 48
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     home: Path
@@ -167,6 +185,8 @@ class Config:
     litellm: LiteLLMConfig | None = None
     budget: BudgetConfig = BudgetConfig()
     repair: RepairConfig = RepairConfig()
+    health: HealthConfig = HealthConfig()
+    brainstem: BrainstemConfig = BrainstemConfig()
     locale: Literal["en", "zh-Hant", "zh-Hans"] = "en"
     providers: Mapping[str, int] | None = None   # sandbox: simulated upstreams, name → port ("admin" too)
 

@@ -1,13 +1,15 @@
 """Typed messages, one module per protocol. Actors `match` on these; nothing else crosses a mailbox."""
 from .control import ChildExited, CrashNow, Introspect, Reconcile, RestartChild, SweepChildren
 from .health import CheckProxyMemory, ExecutorHealth, ProxyActionDone, LinkDown, LinkOpened, Respawn
-from .mode import GetMode, LiteLLMDown, LiteLLMUp, Notice, RepairDue, VerifyRepair
+from .mode import (CloudAnswered, CloudDown, CloudUp, GetMode, LiteLLMDown, LiteLLMUp, LocalModelSettled, ModeChanged,
+                   Notice, PingCloud, RepairDue, ReplyWhileDown, VerifyRepair)
 from .models import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, Probe, ProbeResult, RecordCost,
                      RouteChanged, SumCosts, TierChoice)
 from .tasks import (TERMINAL_STATES, CallEnded, CountTasksByState, CreateTask, Execute, GetTask, GetTaskHistory,
-                    ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, TaskChanged, TaskView, Transition)
+                    LastSystemEvent, ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, TaskChanged, TaskView, Transition)
 
-__all__ = ["CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode", "LiteLLMDown",
+__all__ = ["CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged", "PingCloud", "ReplyWhileDown", "LastSystemEvent",
+           "CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode", "LiteLLMDown",
            "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue", "RouteChanged", "SumCosts",
            "TierChoice", "VerifyRepair", "CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth",
            "GetTask", "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",

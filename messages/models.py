@@ -18,6 +18,7 @@ class Complete:
     purpose: str = "call"
     max_tokens: int = 256
     allow_fallback: bool = True          # P1 rate-limited or timing out → P2, budget permitting
+    timeout_s: float | None = None       # None: the configured call timeout
     reply_to: str | None = None
     correlation: Any = None
 
@@ -39,6 +40,7 @@ class Completion:
 class CompletionFailed:
     reason: str
     correlation: Any = None
+    timed_out: bool = False              # every tier tried timed out: evidence that the cloud is unreachable
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,13 @@ class RecordSystemEvent:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LastSystemEvent:
+    """Answers the newest system_event of `kind` as {"at", "detail", "data"}, or None."""
+
+    kind: str
+
+
 # --- announced by the StateStore -----------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

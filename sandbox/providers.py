@@ -408,10 +408,20 @@ async def serve(ports: dict[str, int], admin_port: int, keys: dict[str, str],
         if ready_file is not None:
             write_ready(ready_file, ready)
         print(json.dumps(ready, ensure_ascii=False), flush=True)
+        orphan_watch = asyncio.create_task(exit_when_orphaned(stop))
         await stop.wait()
+        orphan_watch.cancel()
     finally:
         await asyncio.gather(*(listener.close() for listener in listeners))
     return 0
+
+
+async def exit_when_orphaned(stop: asyncio.Event, every_s: float = 0.5) -> None:
+    """A SIGKILLed supervisor cannot stop us: leave with it, so that its successor gets the ports."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(every_s)
+    stop.set()
 
 
 def parse_pairs(parser: argparse.ArgumentParser, pairs: list[str], what: str) -> dict[str, str]:

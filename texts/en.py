@@ -1,5 +1,9 @@
 """English."""
 TEXTS = {
+    "cloud_down": "The cloud is offline: your tasks are suspended and will resume when it is back.",
+    "cloud_up": "The cloud is back: resuming your tasks.",
+    "queued_while_down": "Got it. The cloud is offline, so this task is queued; it will run when the cloud is back.",
+    "brainstem_without_model": "Brainstem mode without a local model ({why}): fixed notices only.",
     "litellm_down": "The LiteLLM model router is down ({error}). Calls now go directly to the providers with "
                     "backup keys, and Claude Code has been asked to repair it.",
     "litellm_recovered": "LiteLLM is back: model calls go through it again.",
