@@ -56,7 +56,7 @@ class HealthMonitor(SupervisedActor):
             return
         self._pinging, self._pings = True, self._pings + 1
         ask = Complete(PING, tier="P1", purpose="health", max_tokens=1, allow_fallback=False,
-                       timeout_s=self._config.timeout_s)
+                       timeout_s=self._config.timeout_s, probe=True)
         try:
             future = self.directory.ask("litellm_guard", ask, timeout_s=5)
         except Exception as error:   # no guard answering: not evidence about the cloud

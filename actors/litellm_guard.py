@@ -177,7 +177,7 @@ class LiteLLMGuard(SupervisedActor):
         timeouts = 0
         for name in plan:
             tier = self._config.tiers[name]
-            if self._cooling(name):
+            if self._cooling(name) and not request.probe:
                 refusals.append(f"{name} is cooling down for {self._cooling(name):.0f}s")
                 continue
             try:

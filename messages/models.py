@@ -19,6 +19,7 @@ class Complete:
     max_tokens: int = 256
     allow_fallback: bool = True          # P1 rate-limited or timing out → P2, budget permitting
     timeout_s: float | None = None       # None: the configured call timeout
+    probe: bool = False                  # a health ping: asks even a cooling tier (a 429 proves the cloud answers)
     reply_to: str | None = None
     correlation: Any = None
 

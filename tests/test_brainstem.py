@@ -67,7 +67,8 @@ def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tr
     assert guard(tree)["route"] == "proxy", "the proxy is alive: this is the cloud, not LiteLLM"
 
     wait_until(lambda: all(task_states(tree.cfg.database_path)[i] == "waiting" for i in ids), 5, "suspended")
-    assert all(not tree.ask(name, Introspect())["running"] for name in tree.cfg.executors), "nothing runs"
+    wait_until(lambda: all(not tree.ask(name, Introspect())["running"] for name in tree.cfg.executors), 2,
+               "every suspended MCP call cancelled: nothing runs")
     wait_until(lambda: "雲端離線，任務已掛起" in notices(tree), 5, "the outage notice")
     with sqlite3.connect(tree.cfg.database_path) as db:
         to = json.loads(db.execute("select data from system_event where detail = '雲端離線，任務已掛起'").fetchone()[0])["to"]
@@ -91,7 +92,8 @@ def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tr
 
 
 def test_without_a_model_brainstem_works_with_fixed_texts_and_says_so(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, health=FAST_HEALTH)
+    tree = start_with_models(start_tree, write_config, models_world, health=FAST_HEALTH,
+                             brainstem={"model_path": None})
     set_cloud(admin(tree), "hang")
     wait_until(lambda: mode(tree) == "brainstem", 15, "brainstem mode")
     wait_until(lambda: any("without a local model" in text for text in notices(tree)), 10, "the no-model notice")
