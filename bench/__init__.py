@@ -12,5 +12,8 @@ It prints figures and the ratios the targets are about; it never asserts a targe
 
 `python -m bench litellm` (bench/_litellm.py) measures the model route instead: per-call overhead of the
 LiteLLM proxy and of direct mode against the simulated upstream, and failover time after SIGKILL of the
-proxy in an in-process tree under steady calls. `python -m bench all` runs both.
+proxy in an in-process tree under steady calls. `python -m bench brainstem` (bench/_brainstem.py) measures
+cloud outages: the local model's cold load, memory before/loaded/after unload and generation, and the time
+from an outage to brainstem mode and all tasks `waiting`, and from the cloud's return to tasks running
+again. `python -m bench all` runs all three.
 """

@@ -1,9 +1,11 @@
-"""`python -m bench [spine|litellm|all] [--quick] [--keep]`: print the figures.
+"""`python -m bench [spine|litellm|brainstem|all] [--quick] [--keep]`: print the figures.
 
 - `spine` (the default): the floor and no-op tasks end to end, against a real supervisor.py.
 - `litellm`: per-call overhead of the model route and failover after SIGKILL of the LiteLLM proxy
   (bench/_litellm.py).
-- `all`: both, spine first.
+- `brainstem`: the local model's cold load, memory and generation, and cloud-outage timings (suspend,
+  resume) in an in-process tree with a real LiteLLM proxy (bench/_brainstem.py).
+- `all`: all three, in that order.
 """
 from __future__ import annotations
 
@@ -70,9 +72,10 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
-    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "all"), default="spine",
+    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "all"), default="spine",
                         help="spine (default): floor and no-op tasks end to end; litellm: model-route overhead "
-                             "and proxy failover; all: both")
+                             "and proxy failover; brainstem: local model load/memory and outage timings; "
+                             "all: all three")
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke check")
     parser.add_argument("--keep", action="store_true", help="keep the temp $OMNI_HOME (logs) and print its path")
     args = parser.parse_args(argv)
@@ -86,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(machine(), flush=True)
         status = litellm_bench(quick=args.quick, keep=args.keep) or status
+    if args.which in ("brainstem", "all"):
+        from ._brainstem import run as brainstem_bench
+        if args.which == "all":
+            print()
+        else:
+            print(machine(), flush=True)
+        status = brainstem_bench(quick=args.quick, keep=args.keep) or status
     return status
 
 
