@@ -2,8 +2,11 @@
 
     python supervisor.py                      # $OMNI_HOME/config.yaml, else the embedded sandbox
     python supervisor.py --config my.yaml
-    python supervisor.py validate [--config PATH]
+    python supervisor.py validate [--config PATH]      # the config, then every MCP server and service in it
+    python supervisor.py drill NAME                     # litellm-kill, cloud-outage, rate-limit, executor-crash,
+                                                        # actor-crash, heal (the sandbox's fault drills)
     python supervisor.py proxy {start,stop,restart,status}   # the managed LiteLLM proxy
+    python supervisor.py send "TEXT" [--sender S]      # one IM command (/status …) through the running gateway
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, 
                     gateway_token)
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
+from surfaces.validate import report as validate_report
 
-SUBSCRIBERS = ("router", "gateway", "console", "system_mode")
+SUBSCRIBERS = ("router", "gateway", "console", "system_mode", "openclaw_bridge")
 
 
 def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> list[ChildSpec]:
@@ -34,7 +38,8 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
                                                                   journal, SUBSCRIBERS))]
     if cfg.providers is not None:
         from sandbox.world import SandboxProviders
-        specs.append(ChildSpec("sandbox_providers", lambda ctx: SandboxProviders.start(ctx, cfg.providers, cfg.home)))
+        specs.append(ChildSpec("sandbox_providers", lambda ctx: SandboxProviders.start(ctx, cfg.providers, cfg.home,
+                                                                                          cfg.brainstem.model_path)))
     if models and cfg.litellm.mode == "managed":
         specs.append(ChildSpec("litellm_proxy", lambda ctx: ProxyKeeper.start(ctx, cfg.litellm, cfg.home, journal)))
     if models:
@@ -56,9 +61,13 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
         ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),
         ChildSpec("gateway", lambda ctx: Gateway.start(ctx, cfg.gateway, token,
                                                        tuple(rule.kind for rule in cfg.routing.rules),
-                                                       tuple(cfg.executors), cfg.home, models)),
+                                                       tuple(cfg.executors), cfg.home, models, cfg.im)),
         ChildSpec("console", lambda ctx: TransitionFeed.start(ctx, console)),
     ]
+    if cfg.im.openclaw is not None:      # IM commands through OpenClaw's MCP bridge
+        from actors.openclaw_bridge import OpenClawBridge
+        specs.append(ChildSpec("openclaw_bridge", lambda ctx: OpenClawBridge.start(ctx, cfg.im, tuple(cfg.executors),
+                                                                                   models, journal, cfg.home)))
     if cfg.demo is not None:
         from sandbox.demo_traffic import DemoTraffic
         specs.append(ChildSpec("demo", lambda ctx: DemoTraffic.start(ctx, cfg.demo, token), restart="transient"))
@@ -79,15 +88,24 @@ def run(cfg: Config, console: Console) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: finished.set())
-    tree = None
+    tree = repl = None
     try:
         token = gateway_token(cfg.gateway, cfg.home)
         console.print(f"Omni-Orchestrator on [bold]{cfg.source}[/]  (data in {cfg.home})", highlight=False)
+        (cfg.home / "supervisor.pid").write_text(f"{os.getpid()}\n")   # for drills and `send`
         tree = Supervisor.start(build_tree(cfg, journal, console, token), cfg.supervision, loop, directory,
                                 on_escalation=escalate)
         directory.register("supervisor", tree)
-        finished.wait()
+        from surfaces.repl import ReplServer, repl_namespace
+        repl = ReplServer(cfg.home, repl_namespace(directory, cfg)).start()   # `python supervisor.py repl` attaches
+        if console.is_terminal:   # the Rich live console; else TransitionFeed prints one log line per event
+            from surfaces.live_console import run_live
+            run_live(console, directory, cfg, finished)
+        else:
+            finished.wait()
     finally:
+        if repl is not None:   # first: no session may drive a tree that is stopping
+            repl.stop()
         if tree is not None and tree.is_alive():   # the tree stops its children in reverse start order
             tree.stop(block=True, timeout=cfg.supervision.shutdown_timeout_s * (len(cfg.executors) + 4))
         pykka.ActorRegistry.stop_all(block=True, timeout=cfg.supervision.shutdown_timeout_s)
@@ -104,17 +122,30 @@ def configure_logging(cfg: Config) -> None:
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(cfg.log_dir / "supervisor.log", encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"))
-    to_stderr = logging.StreamHandler()
+    from surfaces.live_console import QUIET_LOGGERS, CurrentStderr
+    to_stderr = logging.StreamHandler(CurrentStderr())   # the live console redirects it; it never tears the screen
     to_stderr.setLevel(logging.WARNING)
     to_stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    to_stderr.addFilter(lambda record: not record.name.startswith(("pykka", "mcp", "httpx", "uvicorn")))
+    to_stderr.addFilter(lambda record: not record.name.startswith(QUIET_LOGGERS))
     logging.basicConfig(level=logging.INFO, handlers=[to_file, to_stderr])
+
+
+def run_drill_command(name: str | None, cfg: Config, console: Console) -> int:
+    from surfaces.drills import DrillError, run_drill
+    try:
+        console.print(run_drill(name or "", cfg), highlight=False)
+    except DrillError as error:
+        print(f"drill {name or '(none)'}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="supervisor.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "validate", "proxy"))
-    parser.add_argument("action", nargs="?", help="proxy: start, stop, restart or status")
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "validate", "proxy", "drill", "repl",
+                                                                         "send"))
+    parser.add_argument("action", nargs="?", help="proxy: start, stop, restart or status; send: the text")
+    parser.add_argument("--sender", help="send: who asks (default: cli:<your login>, allowed by im.allow cli:*)")
     parser.add_argument("--config", help="config file (default: $OMNI_HOME/config.yaml, else the sandbox)")
     parser.add_argument("--home", help="data directory (default: $OMNI_HOME, else ~/.omni)")
     return parser.parse_args(argv)
@@ -127,15 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "proxy":
         from actors.litellm_proxy import main as proxy_main
         return proxy_main([args.action or "status"] + (["--config", args.config] if args.config else []))
+    if args.command == "send":
+        from surfaces.commands import send_from_cli
+        return send_from_cli(args.action, args.sender, args.config)
+    if args.command == "repl":
+        from config import omni_home
+        from surfaces.repl import attach
+        return attach(omni_home())
     console = Console(file=sys.stdout)
     try:
         cfg = load_config(resolve_config_path(args.config))
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
-        return 2
+        return 1 if args.command == "validate" else 2
     if args.command == "validate":
-        console.print(f"{cfg.source}: sound ({len(cfg.executors)} executors, {len(cfg.routing.rules)} rules)")
-        return 0
+        return validate_report(cfg, console)
+    if args.command == "drill":
+        return run_drill_command(args.action, cfg, console)
     configure_logging(cfg)
     try:
         return run(cfg, console)

@@ -114,6 +114,8 @@ class BrainstemController(SupervisedActor):
         future = self.loop.submit(asyncio.to_thread(work))
 
         def settled(f: Any) -> None:
+            if f.cancelled():
+                return
             error = f.exception()
             if self.actor_ref.is_alive():
                 self.actor_ref.tell(LocalModelSettled(action, time.monotonic() - started,

@@ -1,60 +1,86 @@
-"""The console's transition feed: one line per task move, as the StateStore announces them.
+"""The console's event feed: task transitions, notices and mode changes, as they are announced.
 
-(The full Rich live console with panels comes later; this stays its event feed.)
+It keeps the latest events in a bounded ring that its `Introspect` snapshot returns; the Rich live
+console (`surfaces/live_console.py`) draws them. Without the live console (stdout is not a terminal)
+it prints one structured, still human-readable line per event instead:
+
+    ts=2026-05-01T20:41:07 event=transition task=7 from=executing to=completed executor=coder tier=P1 \
+        reason="claude_code returned" text="Fix the parser"
 """
 from __future__ import annotations
 
+import re
 import time
+from collections import deque
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from messages import ModeChanged, Notice, TaskChanged
 
 from .supervised import ChildContext, SupervisedActor
 
-STATE_STYLE = {"idle": "white", "dispatching": "cyan", "executing": "blue", "waiting": "yellow",
-               "completed": "green", "failed": "red", "cancelled": "magenta"}
+TEXT_CHARS = 80          # a task's description, as far as a log line shows it (the journal keeps it whole)
+_BARE = re.compile(r"[^\s\"=\\]+")
 
 
-def transition_line(changed: TaskChanged, now: float | None = None) -> str:
-    """Rich markup for one move.
+def event_of(message: TaskChanged | Notice | ModeChanged, at: float | None = None) -> dict[str, Any]:
+    """One event as plain data (what the ring keeps and the live console draws)."""
+    at = time.time() if at is None else at
+    match message:
+        case TaskChanged(task=task, previous=previous, reason=reason):
+            return {"at": at, "event": "transition", "task": task.task_id, "from": previous or "new",
+                    "to": task.state, "executor": task.executor, "tier": task.tier, "reason": reason,
+                    "text": task.description}
+        case Notice(key=key, text=text, to=to, wording=wording):
+            return {"at": at, "event": "notice", "key": key, "to": ",".join(to) or None, "text": text,
+                    "wording": wording or None}
+        case ModeChanged(mode=mode, previous=previous):
+            return {"at": at, "event": "mode", "from": previous, "to": mode}
+    raise TypeError(f"not an event: {type(message).__name__}")
 
-    >>> transition_line(TaskChanged(TaskView(7, "fix it", "completed", executor="coder", tier="P1"), "executing", "ok"))
-    '20:41:07  #7  executing → [green]completed[/]  coder P1  fix it  · ok'
-    """
-    task = changed.task
-    clock = time.strftime("%H:%M:%S", time.localtime(now if now is not None else task.updated_at))
-    route = " ".join(part for part in (task.executor, task.tier) if part)
-    text = task.description if len(task.description) <= 60 else task.description[:57] + "…"
-    style = STATE_STYLE.get(task.state, "white")
-    parts = [clock, f"#{task.task_id}", f"{changed.previous or 'new'} → [{style}]{task.state}[/]", escape(route),
-             escape(text), f"· {escape(changed.reason)}"]
-    return "  ".join(part for part in parts if part)
+
+def log_line(event: dict[str, Any]) -> str:
+    """`key=value` pairs (logfmt), local time first; values with spaces or quotes are quoted, empty ones
+    left out: `ts=2026-05-01T20:41:07 event=mode from=normal to=brainstem`."""
+    pairs = [f"ts={time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(event['at']))}"]
+    for key, value in event.items():
+        if key != "at" and value not in (None, ""):
+            pairs.append(f"{key}={_logfmt_value(value, TEXT_CHARS if key == 'text' else None)}")
+    return " ".join(pairs)
+
+
+def _logfmt_value(value: Any, limit: int | None) -> str:
+    text = str(value)
+    text = text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
+    if _BARE.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 class TransitionFeed(SupervisedActor):
-    def __init__(self, context: ChildContext, console: Console):
+    """Keeps the latest `keep` events. `live`: the Rich live console draws them, so print nothing
+    (default: when `console` is a terminal, as `supervisor.py` then runs the live console)."""
+
+    def __init__(self, context: ChildContext, console: Console, live: bool | None = None, keep: int = 100):
         super().__init__(context)
         self._console = console
+        self._live = console.is_terminal if live is None else live
+        self._events: deque[dict[str, Any]] = deque(maxlen=keep)
         self._lines = 0
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case TaskChanged() as changed:
-                self._lines += 1
-                self._console.print(transition_line(changed), highlight=False, soft_wrap=True)
-            case Notice(text=text, to=to, wording=wording):
-                audience = f" → {', '.join(to)}" if to else ""
-                local = f"  [dim](local model: {escape(wording[:80])})[/]" if wording else ""
-                self._console.print(f"{time.strftime('%H:%M:%S')}  [bold yellow]notice{escape(audience)}[/]  "
-                                    f"{escape(text)}{local}", highlight=False, soft_wrap=True)
-            case ModeChanged(mode=mode, previous=previous):
-                self._console.print(f"{time.strftime('%H:%M:%S')}  [bold]mode {previous} → {mode}[/]",
-                                    highlight=False)
+            case TaskChanged() | Notice() | ModeChanged():
+                self._record(event_of(message))
             case _:
                 return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"lines_printed": self._lines}
+        return {"live": self._live, "lines_printed": self._lines, "events": list(self._events)}
+
+    def _record(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+        if not self._live:
+            self._lines += 1
+            self._console.print(log_line(event), markup=False, highlight=False, emoji=False, soft_wrap=True)

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from config import GatewayConfig
+from config.schema import ImConfig
 from messages import ModeChanged, TaskChanged
 
 from .gateway_auth import BearerAuth
@@ -29,13 +30,13 @@ URL_FILE = "gateway.url"
 
 class Gateway(SupervisedActor):
     def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],
-                 executors: tuple[str, ...], home: Path, models: bool = False):
+                 executors: tuple[str, ...], home: Path, models: bool = False, im: ImConfig | None = None):
         super().__init__(context)
         self._config = gateway
         self._token = token
         self._home = home
         self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="gateway-ask")
-        self._tools = GatewayTools(context.directory, self._pool, kinds, executors, models)
+        self._tools = GatewayTools(context.directory, self._pool, kinds, executors, models, im)
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""

@@ -14,7 +14,9 @@ from typing import Any, Iterator
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from config.schema import ImConfig
 from messages import CountTasksByState, CreateTask, GetMode, GetTask, Introspect, ReplyWhileDown, SumCosts, ListTasks, Transition
+from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn
 
 from .budget import day_start, month_start
 from .directory import ActorUnavailable, Directory
@@ -30,7 +32,7 @@ MAX_LIST = 500
 
 class GatewayTools:
     def __init__(self, directory: Directory, pool: concurrent.futures.Executor, kinds: tuple[str, ...],
-                 executors: tuple[str, ...], models: bool = False):
+                 executors: tuple[str, ...], models: bool = False, im: ImConfig | None = None):
         self._directory = directory
         self._models = models
         self.mode = "normal"          # kept current by the Gateway actor (ModeChanged)
@@ -40,8 +42,9 @@ class GatewayTools:
         self.waiting: dict[int, list[asyncio.Event]] = {}
         self.server = MCPServer("omni-orchestrator", instructions="Submit tasks to Omni-Orchestrator and follow "
                                 "them; tasks are routed to an executor and a model tier, and survive restarts.")
+        self._commands = im_commands.CommandInterpreter(self._ask, directory.tell, im or ImConfig(), executors, models)
         for tool in (self.submit_task, self.get_task, self.list_tasks, self.cancel_task, self.system_status,
-                     self.cost_report):
+                     self.cost_report, self.command):
             self.server.add_tool(tool)
 
     # --- the tools -------------------------------------------------------------------------------------------
@@ -119,6 +122,14 @@ class GatewayTools:
         budget = (await self._ask(GUARD, Introspect()))["budget"] if self._models else {}
         return {"period": period, "since": since, "tiers": tiers,
                 "total_usd": round(sum(t["usd"] for t in tiers.values()), 6), "budget": budget}
+
+    async def command(self, text: str, sender: str) -> dict[str, Any]:
+        """One IM message from `sender` (as OpenClaw names them, e.g. telegram:4242): a command (`/help` lists
+        them) or the text of a new task. Senders not in the config's `im.allow` are refused. Answers
+        {"reply": text}, in the configured IM locale."""
+        if not sender.strip():
+            raise ToolError("command: 'sender' must be non-empty text, e.g. telegram:4242")
+        return {"reply": await self._commands.handle(text, sender.strip())}
 
     # --- plumbing ------------------------------------------------------------------------------------------------
     async def _ask(self, name: str, message: Any, timeout_s: float = 10.0) -> Any:

@@ -65,6 +65,8 @@ class HealthMonitor(SupervisedActor):
         future.add_done_callback(self._pinged)
 
     def _pinged(self, future: concurrent.futures.Future) -> None:
+        if future.cancelled():   # the loop is shutting down
+            return
         error = future.exception()
         answer = CloudAnswered(True, False, "answered") if error is None else \
             CloudAnswered(False, getattr(error, "timed_out", False), str(error))

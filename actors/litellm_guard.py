@@ -103,8 +103,8 @@ class LiteLLMGuard(SupervisedActor):
     # --- the route -----------------------------------------------------------------------------------------
     def _probe(self) -> None:
         future = self.loop.submit(probe_liveliness(self._client, self._config.url, self._config.probe_timeout_s))
-        future.add_done_callback(lambda f: self._tell_self(ProbeResult(*f.result()) if not f.exception()
-                                                           else ProbeResult(False, describe(f.exception()))))
+        future.add_done_callback(lambda f: f.cancelled() or self._tell_self(
+            ProbeResult(*f.result()) if not f.exception() else ProbeResult(False, describe(f.exception()))))
 
     def _probed(self, result: ProbeResult) -> None:
         if result.ok:

@@ -37,7 +37,9 @@ class ProxyKeeper(SupervisedActor):
         self.loop.tell_every(self._config.probe_interval_s * CHECK_EVERY_PROBES, self.actor_ref, CheckProxyMemory())
 
     def on_stop(self) -> None:
-        stop_proxy(self._config, self._home)   # we started it: a clean shutdown takes it along
+        # We started it: a clean shutdown takes it along — quickly (SIGKILL after 2 s), since calls it still
+        # holds open to a hanging upstream would keep its graceful exit past the tree's shutdown timeout.
+        stop_proxy(self._config, self._home, timeout_s=2)
         super().on_stop()
 
     def on_receive(self, message: Any) -> Any:
@@ -64,6 +66,8 @@ class ProxyKeeper(SupervisedActor):
         future = self.loop.submit(asyncio.to_thread(action, self._config, self._home))
 
         def done(f: Any) -> None:
+            if f.cancelled():
+                return
             error = None if f.exception() is None else describe(f.exception())
             if self.actor_ref.is_alive():
                 self.actor_ref.tell(ProxyActionDone(what, error))

@@ -18,10 +18,12 @@ from typing import Any
 from peewee import fn
 
 from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
-                      RecordProgress, RecordSystemEvent, SumCosts, TaskChanged, TaskView, Transition)
+                      RecordProgress, RecordSystemEvent, SumCosts, SumCostsByTask, TaskChanged, TaskView,
+                      Transition)
+from messages.im import LoadState, SaveState
 
 from .journal import Journal
-from .store_schema import CostEntry, SystemEvent, Task, TaskEvent, open_database
+from .store_schema import ActorState, CostEntry, SystemEvent, Task, TaskEvent, open_database
 from .supervised import ChildContext, SupervisedActor
 from .task_lifecycle import INTERRUPTED_BY_RESTART, TaskState, UnknownTask, check_transition
 
@@ -59,7 +61,10 @@ class StateStore(SupervisedActor):
             case RecordDecision() as decision:    self._record_decision(decision)
             case RecordCost() as cost:            self._record_cost(cost)
             case SumCosts(since=since):           return self._sum_costs(since)
+            case SumCostsByTask(task_ids=ids):    return self._sum_costs_by_task(ids)
             case LastSystemEvent(kind=kind):      return self._last_system_event(kind)
+            case SaveState(owner=owner, state=state): self._save_state(owner, state)
+            case LoadState(owner=owner):          return self._load_state(owner)
             case _:                               return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -170,6 +175,19 @@ class StateStore(SupervisedActor):
         rows = (CostEntry.select(CostEntry.tier, fn.SUM(CostEntry.usd), fn.COUNT(CostEntry.id))
                 .where(CostEntry.at >= since).group_by(CostEntry.tier).tuples())
         return {tier: {"usd": float(usd or 0), "calls": calls} for tier, usd, calls in rows}
+
+    def _sum_costs_by_task(self, task_ids: tuple[int, ...]) -> dict[int, float]:
+        rows = (CostEntry.select(CostEntry.task, fn.SUM(CostEntry.usd))
+                .where(CostEntry.task.in_(list(task_ids))).group_by(CostEntry.task).tuples())
+        return {task_id: float(usd or 0) for task_id, usd in rows}
+
+    def _save_state(self, owner: str, state: Any) -> None:
+        data = json.dumps(dict(state), ensure_ascii=False, default=str)
+        ActorState.insert(owner=owner, data=data, updated_at=time.time()).on_conflict_replace().execute()
+
+    def _load_state(self, owner: str) -> dict[str, Any] | None:
+        row = ActorState.get_or_none(ActorState.owner == owner)
+        return None if row is None else json.loads(row.data)
 
     def _last_system_event(self, kind: str) -> dict[str, Any] | None:
         row = SystemEvent.select().where(SystemEvent.kind == kind).order_by(SystemEvent.id.desc()).first()

@@ -55,7 +55,15 @@ class SystemEvent(_Row):
     data = peewee.TextField(null=True)         # JSON
 
 
-MODELS = (Task, TaskEvent, CostEntry, SystemEvent)
+class ActorState(_Row):
+    """An actor's small durable state document (e.g. the IM bridge's cursor), one row per owner."""
+
+    owner = peewee.CharField(primary_key=True)
+    data = peewee.TextField()                  # JSON
+    updated_at = peewee.DoubleField()
+
+
+MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState)
 
 
 def open_database(path: str) -> peewee.SqliteDatabase:

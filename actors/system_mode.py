@@ -168,11 +168,13 @@ class SystemMode(SupervisedActor):
         self._notify(Notice(key, say(self._locale, key, **params)))
 
     def _notify(self, notice: Notice) -> None:
-        """Users hear of it: a notice row (the IM bridge delivers these), the console, the journal."""
+        """Users hear of it: a notice row, the console, the journal, and the IM bridge (if one runs), which
+        delivers it to the senders in `to` (naming nobody: to everyone who wrote recently)."""
         self._notices.append({"at": time.time(), "key": notice.key, "text": notice.text, "to": notice.to})
         self.directory.tell(STORE, RecordSystemEvent("notice", notice.text, {"key": notice.key, "to": list(notice.to),
                                                                              "wording": notice.wording}))
         self.directory.tell("console", notice)
+        self.directory.tell("openclaw_bridge", notice)
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,7 @@ import yaml
 
 from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
+from .schema import ImConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DEFAULT = PROJECT_ROOT / "config" / "sandbox.yaml"
@@ -67,7 +68,7 @@ def _owner_only(path: Path) -> bool:
 def _build(root: _Node) -> Config:
     root.require_mapping()
     root.reject_unknown({"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys",
-                         "budget", "repair", "locale", "providers", "health", "brainstem"})
+                         "budget", "repair", "locale", "providers", "health", "brainstem", "im"})
     executors = {name: _executor(node) for name, node in root.child("executors").items()}
     if not executors:
         raise ConfigError(root.file, "executors", "at least one executor")
@@ -93,7 +94,8 @@ def _build(root: _Node) -> Config:
         health=_health(root.child("health")),
         brainstem=_brainstem(root.child("brainstem")),
         repair=_repair(root.child("repair")),
-        locale=root.choice("locale", ("en", "zh-Hant", "zh-Hans"), "en"),
+        locale=root.choice("locale", LOCALES, "en"),
+        im=_im(root.child("im"), root.choice("locale", LOCALES, "en")),
         providers=None if root.child("providers").value is None else {
             name: node.value for name, node in root.child("providers").items()
             if _port(node)},
@@ -169,6 +171,52 @@ def _health(node: _Node) -> HealthConfig:
                         timeouts_to_down=node.int("timeouts_to_down", d.timeouts_to_down, minimum=1),
                         brainstem_interval_s=node.seconds("brainstem_interval_s", d.brainstem_interval_s),
                         successes_to_up=node.int("successes_to_up", d.successes_to_up, minimum=1))
+
+
+LOCALES = ("en", "zh-Hant", "zh-Hans")
+
+
+def _im(node: _Node, default_locale: str) -> ImConfig:
+    """`im:` — the allowlist of senders, the replies' locale (default: the top-level one), the OpenClaw bridge."""
+    node.require_mapping()
+    node.reject_unknown({"allow", "locale", "openclaw", "session_key", "wait_ms", "recent_s"})
+    defaults = ImConfig()
+    allow = node.str_list("allow")
+    for i, sender in enumerate(allow):
+        if ":" not in sender or sender.startswith(":"):
+            raise ConfigError(node.file, f"{node.key('allow')}[{i}]", "a sender as <channel>:<id> (telegram:4242), "
+                              "or a pattern such as cli:*", repr(sender))
+    bridge = node.child("openclaw")
+    return ImConfig(
+        allow=tuple(allow),
+        locale=node.choice("locale", LOCALES, default_locale),
+        openclaw=None if bridge.value is None else _openclaw_bridge(bridge),
+        session_key=node.str("session_key") if node.value.get("session_key") is not None else None,
+        wait_ms=node.int("wait_ms", defaults.wait_ms, minimum=1, maximum=300_000),
+        recent_s=node.seconds("recent_s", defaults.recent_s),
+    )
+
+
+def _openclaw_bridge(node: _Node) -> ExecutorConfig:
+    """`im.openclaw:` — started (stdio: `openclaw mcp serve …`) or reached (http) like an executor's MCP server."""
+    node.require_mapping()
+    node.reject_unknown({"transport", "command", "args", "cwd", "env", "url", "headers", "call_timeout_s",
+                         "connect_timeout_s", "respawn_initial_s", "respawn_max_s"})
+    transport = node.choice("transport", ("stdio", "http"), "stdio")
+    defaults = ExecutorConfig(name="", transport="stdio", tool="", arguments={})
+    common = dict(
+        name="openclaw_bridge", transport=transport, tool="events_wait", arguments={}, slots=1,
+        call_timeout_s=node.seconds("call_timeout_s", 30.0),     # messages_send and the other short calls
+        connect_timeout_s=node.seconds("connect_timeout_s", defaults.connect_timeout_s),
+        respawn_initial_s=node.seconds("respawn_initial_s", defaults.respawn_initial_s),
+        respawn_max_s=node.seconds("respawn_max_s", defaults.respawn_max_s),
+    )
+    if transport == "http":
+        return ExecutorConfig(**common, url=node.str("url"), headers=node.str_map("headers"))
+    command = node.str("command")
+    return ExecutorConfig(**common, command=sys.executable if command == "python" else command,
+                          args=tuple(node.str_list("args")), cwd=node.str("cwd", str(PROJECT_ROOT)),
+                          env=node.str_map("env"))
 
 
 def _brainstem(node: _Node) -> BrainstemConfig:

@@ -172,6 +172,22 @@ class BrainstemConfig:
     max_tokens: int = 48
 
 
+Locale = Literal["en", "zh-Hant", "zh-Hans"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImConfig:
+    """IM commands: who may give them, the language of the replies, and the OpenClaw bridge they arrive
+    through (`openclaw mcp serve`, an MCP server we are a client of; None: only our gateway's `command` tool)."""
+
+    allow: tuple[str, ...] = ()         # senders ("telegram:4242"), `*` wildcards ("cli:*"); anyone else is refused
+    locale: Locale = "en"
+    openclaw: ExecutorConfig | None = None   # how to start/reach the bridge (tool and arguments unused)
+    session_key: str | None = None      # listen to this OpenClaw session only (None: every routed conversation)
+    wait_ms: int = 20_000               # one events_wait long-poll
+    recent_s: float = 7 * 86400.0       # a notice for everyone goes to the senders seen within this
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     source: Path
@@ -189,6 +205,7 @@ class Config:
     brainstem: BrainstemConfig = BrainstemConfig()
     locale: Literal["en", "zh-Hant", "zh-Hans"] = "en"
     providers: Mapping[str, int] | None = None   # sandbox: simulated upstreams, name → port ("admin" too)
+    im: ImConfig = ImConfig()
 
     @property
     def database_path(self) -> Path:

@@ -1,17 +1,19 @@
 """Typed messages, one module per protocol. Actors `match` on these; nothing else crosses a mailbox."""
 from .control import ChildExited, CrashNow, Introspect, Reconcile, RestartChild, SweepChildren
 from .health import CheckProxyMemory, ExecutorHealth, ProxyActionDone, LinkDown, LinkOpened, Respawn
+from .im import EventWaited, LoadState, MessageSent, SaveState, WaitAgain
 from .mode import (CloudAnswered, CloudDown, CloudUp, GetMode, LiteLLMDown, LiteLLMUp, LocalModelSettled, ModeChanged,
                    Notice, PingCloud, RepairDue, ReplyWhileDown, VerifyRepair)
 from .models import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, Probe, ProbeResult, RecordCost,
                      RouteChanged, SumCosts, TierChoice)
 from .tasks import (TERMINAL_STATES, CallEnded, CountTasksByState, CreateTask, Execute, GetTask, GetTaskHistory,
-                    LastSystemEvent, ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, TaskChanged, TaskView, Transition)
+                    LastSystemEvent, ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, SumCostsByTask, TaskChanged,
+                    TaskView, Transition)
 
 __all__ = ["CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged", "PingCloud", "ReplyWhileDown", "LastSystemEvent",
            "CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode", "LiteLLMDown",
            "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue", "RouteChanged", "SumCosts",
            "TierChoice", "VerifyRepair", "CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth",
            "GetTask", "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
-           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "RestartChild", "SweepChildren", "TERMINAL_STATES",
-           "TaskChanged", "TaskView", "Transition"]
+           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask", "RestartChild", "SweepChildren", "TERMINAL_STATES",
+           "TaskChanged", "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain"]

@@ -93,6 +93,13 @@ class GetTaskHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class SumCostsByTask:
+    """Model spend of each task in `task_ids`: answers {task_id: usd}, only for tasks that have cost rows."""
+
+    task_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RecordProgress:
     task_id: int
     progress: float

@@ -1,5 +1,6 @@
 """The simulated providers as a supervised child of the sandbox's tree: started with the tree, stopped
-with it, and restarted if the process dies. Its admin URL is in `$OMNI_HOME/providers.json`, for drills."""
+with it, and restarted if the process dies. Its admin URL is in `$OMNI_HOME/providers.json`, for drills.
+It also makes the sandbox's brainstem model (a tiny random Qwen2, offline) when it is not there yet."""
 from __future__ import annotations
 
 import subprocess
@@ -14,10 +15,11 @@ CHECK_INTERVAL_S = 1.0
 
 
 class SandboxProviders(SupervisedActor):
-    def __init__(self, context: ChildContext, ports: Mapping[str, int], home: Path):
+    def __init__(self, context: ChildContext, ports: Mapping[str, int], home: Path, model_path: str | None = None):
         super().__init__(context)
         self._ports = dict(ports)
         self._home = home
+        self._model_path = model_path
         self._process: subprocess.Popen | None = None
         self.ready: dict[str, Any] = {}
 
@@ -27,6 +29,9 @@ class SandboxProviders(SupervisedActor):
         self._process, self.ready = start_providers(upstreams, self._ports.get("admin", 0),
                                                     self._home / READY_FILE)
         self.loop.tell_every(CHECK_INTERVAL_S, self.actor_ref, Reconcile())
+        if self._model_path and Path(self._model_path).parent == self._home / "models":
+            from .tiny_model import make_tiny_qwen2
+            make_tiny_qwen2(Path(self._model_path))   # ~1 s, once; a real install configures a real model
 
     def release(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -1,0 +1,367 @@
+"""The IM command interpreter: one for every route in (the OpenClaw bridge, our gateway's `command` tool,
+and so `python supervisor.py send`).
+
+>>> interpreter = CommandInterpreter(ask, tell, cfg.im, executors=("coder", "general"), models=True)
+>>> await interpreter.handle("/task 12", sender="telegram:4242")
+'Task #12: completed\\nsummarise my inbox\\nkind general · executor general · tier P1 · attempts 1\\nResult: …'
+
+The rules:
+- The sender must match `im.allow` (`telegram:4242`, `cli:*`). Anyone else is refused for *everything*
+  (`/help` and `/status` too: they tell a stranger what runs here), the refusal is logged (a system_event
+  `im_refused`, which the StateStore also journals), and nothing is created: no executor is ever reached.
+- A message starting with `/` is a command. Command names are ASCII and case-insensitive; full-width
+  input from a Chinese keyboard (`／ｔａｓｋ　１２`) and Telegram's `/status@my_bot` work too. Any other text
+  is a new task (source `im`, the sender recorded), answered with its number, or with the brainstem's
+  reply while the cloud is down.
+- `/retry` moves a failed or cancelled task back to `idle` and keeps its attempt count: attempts count
+  every run (so `/task` and `/why` stay honest), a retry always gets one more run, and the automatic
+  retries after an interruption are not replenished.
+- Every reply comes from `texts/`, in `im.locale`.
+"""
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import getpass
+import logging
+import os
+import re
+import sys
+import time
+import unicodedata
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from actors.budget import day_start, month_start
+from actors.gateway_auth import TOKEN_FILE
+from actors.gateway_client import GatewayError, GatewaySession
+from actors.task_lifecycle import IllegalTransition, TaskState
+from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
+from config.schema import ImConfig
+from messages import (CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks,
+                      RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
+from texts import say
+
+log = logging.getLogger(__name__)
+
+Ask = Callable[..., Awaitable[Any]]          # ask(actor_name, message, timeout_s=…) → the answer
+Tell = Callable[[str, Any], Any]             # tell(actor_name, message)
+
+STORE = "state_store"
+PERIODS = {"today": day_start, "week": lambda now: day_start(now) - 6 * 86400, "month": month_start}
+PERIOD_ALIASES = {"今天": "today", "今日": "today", "本週": "week", "本周": "week", "這週": "week", "这周": "week",
+                  "本月": "month", "這個月": "month", "这个月": "month"}
+LIST_LIMIT = 10
+WHY_LIMIT = 15
+SHORT, LONG = 60, 300                        # characters of a description in a list / of a result or reason
+_COMMAND = re.compile(r"/([A-Za-z]+)(?:@\S+)?(?:\s+(.*))?", re.DOTALL)
+
+
+class BadArgument(Exception):
+    """A command's argument is missing or wrong; `expected` is already in the reply's language."""
+
+    def __init__(self, argument: str, expected: str):
+        super().__init__(argument)
+        self.argument, self.expected = argument, expected
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    usage: str                                # as /help shows it
+    help_key: str                             # its one-line description in texts/
+    run: Callable[[CommandInterpreter, str, str], Awaitable[str]]   # (interpreter, argument, sender) → reply
+
+
+def parse(text: str) -> tuple[str | None, str]:
+    """(command name, argument) for a command, (None, "") for plain text.
+
+    >>> parse("／ＴＡＳＫ　１２"), parse("/status@omni_bot"), parse("整理會議紀錄")
+    (('task', '12'), ('status', ''), (None, ''))
+    """
+    folded = unicodedata.normalize("NFKC", text).strip()
+    if not folded.startswith("/"):
+        return None, ""
+    found = _COMMAND.fullmatch(folded)
+    if found is None:
+        return folded.split()[0], ""          # "/任務 3": an unknown command, named as written
+    return found.group(1).lower(), (found.group(2) or "").strip()
+
+
+def allowed(sender: str, allow: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(sender, pattern) for pattern in allow)
+
+
+class CommandInterpreter:
+    def __init__(self, ask: Ask, tell: Tell, im: ImConfig, executors: tuple[str, ...], models: bool):
+        self._ask = ask
+        self._tell = tell
+        self._im = im
+        self._executors = executors
+        self._models = models                 # is there a LiteLLMGuard (route, budget) to ask?
+
+    async def handle(self, text: str, sender: str) -> str:
+        """The reply to one message from `sender`."""
+        if not allowed(sender, self._im.allow):
+            return self._refuse(text, sender)
+        name, argument = parse(text) if text.strip() else ("help", "")
+        command = COMMANDS.get(name or "")
+        if name is not None and command is None:
+            return self._say("im_unknown_command", command=f"/{name.lstrip('/')}")
+        try:
+            if command is None:
+                return await self._new_task(text.strip(), sender)
+            return await command.run(self, argument, sender)
+        except BadArgument as bad:
+            key = "im_bad_argument" if bad.argument else "im_missing_argument"
+            return self._say(key, command=f"/{name}", argument=bad.argument, expected=bad.expected,
+                             usage=command.usage)
+        except Exception as error:            # an actor restarting, a timeout: say so, never go silent
+            log.warning("IM command %r from %s failed: %s", text[:60], sender, error)
+            return self._say("im_unavailable", error=_short(str(error) or type(error).__name__, SHORT))
+
+    # --- the commands ------------------------------------------------------------------------------------------
+    async def _help(self, argument: str, sender: str) -> str:
+        states = ", ".join(TaskState)
+        lines = [self._say("im_help_header")]
+        lines += [f"{command.usage} — {self._say(command.help_key, states=states)}" for command in COMMANDS.values()]
+        return "\n".join(lines + [self._say("im_help_footer")])
+
+    async def _status(self, argument: str, sender: str) -> str:
+        mode = (await self._ask("system_mode", GetMode()))["mode"]
+        route = (await self._ask("litellm_guard", Introspect()))["route"] if self._models else self._say("im_none")
+        counts = await self._ask(STORE, CountTasksByState())
+        tasks = " · ".join(f"{count} {self._state(state)}" for state, count in counts.items() if count)
+        return self._say("im_status", mode=mode, route=route, tasks=tasks or self._say("im_none"),
+                         executors=" · ".join([await self._executor_line(name) for name in self._executors]),
+                         actors=self._actors_line(await self._ask("supervisor", Introspect())))
+
+    async def _tasks(self, argument: str, sender: str) -> str:
+        state = argument.lower() or None
+        if state is not None and state not in set(TaskState):
+            raise BadArgument(argument, self._say("im_expect_one_of", options=", ".join(TaskState)))
+        tasks = await self._ask(STORE, ListTasks(state=state, limit=LIST_LIMIT))
+        suffix = "_state" if state else ""
+        if not tasks:
+            return self._say(f"im_tasks_none{suffix}", state=self._state(state))
+        return "\n".join([self._say(f"im_tasks_header{suffix}", state=self._state(state))] + [
+            self._say("im_task_line", task_id=t.task_id, state=self._state(t.state),
+                      description=_short(t.description, SHORT)) for t in tasks])
+
+    async def _task(self, argument: str, sender: str) -> str:
+        task = await self._known_task(argument)
+        if isinstance(task, str):
+            return task
+        lines = [self._say("im_task_detail", task_id=task.task_id, state=self._state(task.state),
+                           description=_short(task.description, LONG), kind=task.kind or "-",
+                           executor=task.executor or "-", tier=task.tier or "-", attempts=task.attempts)]
+        if task.result:
+            lines.append(self._say("im_task_result", result=_short(task.result, LONG)))
+        if task.error:
+            lines.append(self._say("im_task_error", error=_short(task.error, LONG)))
+        return "\n".join(lines)
+
+    async def _why(self, argument: str, sender: str) -> str:
+        task = await self._known_task(argument)
+        if isinstance(task, str):
+            return task
+        history = await self._ask(STORE, GetTaskHistory(task.task_id))
+        entries = [event for event in history if event["kind"] != "progress"]
+        lines = [self._say("im_why_header", task_id=task.task_id, state=self._state(task.state))]
+        if len(entries) > WHY_LIMIT:
+            lines.append(self._say("im_why_earlier", count=len(entries) - WHY_LIMIT))
+        lines += [self._history_line(event) for event in entries[-WHY_LIMIT:]]
+        if progress := len(history) - len(entries):
+            lines.append(self._say("im_why_progress", count=progress))
+        return "\n".join(lines)
+
+    async def _cancel(self, argument: str, sender: str) -> str:
+        return await self._move(argument, TaskState.CANCELLED, f"cancelled through IM by {sender}",
+                                "im_cancelled", "im_cannot_cancel")
+
+    async def _retry(self, argument: str, sender: str) -> str:
+        return await self._move(argument, TaskState.IDLE, f"retried through IM by {sender}", "im_retried",
+                                "im_cannot_retry", expect=frozenset({TaskState.FAILED, TaskState.CANCELLED}))
+
+    async def _cost(self, argument: str, sender: str) -> str:
+        period = PERIOD_ALIASES.get(argument, argument.lower() or "today")
+        if period not in PERIODS:
+            raise BadArgument(argument, self._say("im_expect_one_of", options=", ".join(PERIODS)))
+        tiers = await self._ask(STORE, SumCosts(PERIODS[period](time.time())))
+        lines = [self._say("im_cost_header", period=self._say(f"period_{period}"))]
+        lines += [self._say("im_cost_tier", tier=tier, usd=spent["usd"], calls=spent["calls"])
+                  for tier, spent in sorted(tiers.items())] or [self._say("im_cost_none")]
+        lines.append(self._say("im_cost_total", usd=sum(spent["usd"] for spent in tiers.values())))
+        budget = (await self._ask("litellm_guard", Introspect()))["budget"] if self._models else {}
+        if budget:
+            lines.append(self._say("im_cost_budget", today=budget["spent_today_usd"], daily=budget["daily_cap_usd"],
+                                   month=budget["spent_month_usd"], monthly=budget["monthly_cap_usd"]))
+        return "\n".join(lines)
+
+    async def _mode(self, argument: str, sender: str) -> str:
+        mode = (await self._ask("system_mode", GetMode()))["mode"]
+        return self._say("im_mode", mode=mode, meaning=self._say(f"mode_{mode}"))
+
+    async def _new_task(self, text: str, sender: str) -> str:
+        task = await self._ask(STORE, CreateTask(text, sender=sender, source="im"))
+        if (await self._ask("system_mode", GetMode()))["mode"] == "brainstem":   # as gateway_tools.submit_task
+            note = await self._ask("brainstem", ReplyWhileDown(text), timeout_s=30)
+            return self._say("im_task_created_down", task_id=task.task_id, note=note)
+        return self._say("im_task_created", task_id=task.task_id)
+
+    # --- helpers -------------------------------------------------------------------------------------------------
+    def _refuse(self, text: str, sender: str) -> str:
+        log.warning("IM: refused %s", sender)
+        self._tell(STORE, RecordSystemEvent("im_refused", f"refused {sender}: {_short(text, SHORT)}",
+                                            {"sender": sender, "text": _short(text, LONG)}))
+        return self._say("im_refused", sender=sender)
+
+    async def _known_task(self, argument: str) -> TaskView | str:
+        """The task numbered by `argument`, or the reply saying there is none. Raises BadArgument."""
+        digits = argument.removeprefix("#")
+        if not (digits.isascii() and digits.isdigit() and int(digits) > 0):
+            raise BadArgument(argument, self._say("im_expect_task_id"))
+        task = await self._ask(STORE, GetTask(int(digits)))
+        return task if task is not None else self._say("im_no_task", task_id=int(digits))
+
+    async def _move(self, argument: str, to: str, reason: str, done_key: str, refused_key: str,
+                    expect: frozenset[str] | None = None) -> str:
+        task = await self._known_task(argument)
+        if isinstance(task, str):
+            return task
+        try:
+            moved = await self._ask(STORE, Transition(task.task_id, to, reason, expect=expect))
+        except IllegalTransition:
+            return self._say(refused_key, task_id=task.task_id, state=self._state(task.state))
+        return self._say(done_key, task_id=moved.task_id)
+
+    async def _executor_line(self, name: str) -> str:
+        try:
+            link = (await self._ask(name, Introspect(), timeout_s=2))["link"]
+        except Exception as error:            # restarting: it says so
+            link = f"down: {error}"
+        if link == "up":
+            return self._say("im_executor_up", name=name)
+        return self._say("im_executor_down", name=name, why=_short(link.removeprefix("down: "), SHORT))
+
+    def _actors_line(self, actors: list[dict[str, Any]]) -> str:
+        down = [actor["name"] for actor in actors if not actor["alive"]]
+        if not down:
+            return self._say("im_actors_ok", count=len(actors))
+        return self._say("im_actors_trouble", running=len(actors) - len(down), count=len(actors), names=", ".join(down))
+
+    def _history_line(self, event: dict[str, Any]) -> str:
+        clock, reason = _clock(event["at"]), _short(event["reason"], LONG)
+        if event["kind"] == "decision":
+            return self._say("im_why_decision", clock=clock, reason=reason)
+        if event["from"] is None:
+            return self._say("im_why_created", clock=clock, reason=reason)
+        return self._say("im_why_move", clock=clock, from_state=self._state(event["from"]),
+                         to_state=self._state(event["to"]), reason=reason)
+
+    def _state(self, state: str | None) -> str:
+        return self._say(f"state_{state}") if state else ""
+
+    def _say(self, key: str, **params: Any) -> str:
+        return say(self._im.locale, key, **params)
+
+
+COMMANDS: dict[str, Command] = {
+    "help": Command("/help", "im_help_help", CommandInterpreter._help),
+    "status": Command("/status", "im_help_status", CommandInterpreter._status),
+    "tasks": Command("/tasks [state]", "im_help_tasks", CommandInterpreter._tasks),
+    "task": Command("/task ID", "im_help_task", CommandInterpreter._task),
+    "why": Command("/why ID", "im_help_why", CommandInterpreter._why),
+    "cancel": Command("/cancel ID", "im_help_cancel", CommandInterpreter._cancel),
+    "retry": Command("/retry ID", "im_help_retry", CommandInterpreter._retry),
+    "cost": Command("/cost [today|week|month]", "im_help_cost", CommandInterpreter._cost),
+    "mode": Command("/mode", "im_help_mode", CommandInterpreter._mode),
+}
+
+
+def task_news(task: TaskView, locale: str) -> str | None:
+    """What the sender of an IM task hears when it ends (completed or failed; a cancel was answered already)."""
+    if task.state == TaskState.COMPLETED:
+        return say(locale, "im_task_completed", task_id=task.task_id, result=_short(task.result or "", LONG))
+    if task.state == TaskState.FAILED:
+        return say(locale, "im_task_failed", task_id=task.task_id, error=_short(task.error or "", LONG))
+    return None
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split()) if limit <= SHORT else text.strip()
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _clock(at: float) -> str:
+    same_day = time.localtime(at)[:3] == time.localtime()[:3]
+    return time.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M", time.localtime(at))
+
+
+# --- `python supervisor.py send "TEXT"` --------------------------------------------------------------------------
+
+def default_sender() -> str:
+    """The local operator, as `send` names them: `cli:<login>` (allowed by `cli:*` in the shipped configs)."""
+    return f"cli:{getpass.getuser()}"
+
+
+def send_from_cli(text: str | None, sender: str | None, config_path: str | None) -> int:
+    """`python supervisor.py send "TEXT" [--sender S]`: print the reply; exit 1 when no supervisor answers."""
+    if not text:
+        print('send: say what to send, e.g. python supervisor.py send "/status"', file=sys.stderr)
+        return 1
+    try:   # the gateway's token variable, if the config names another; `send` works without a sound config too
+        token_env = load_config(resolve_config_path(config_path)).gateway.token_env
+    except ConfigError:
+        token_env = GatewayConfig().token_env
+    code, output = send(text, sender or default_sender(), omni_home(), token_env)
+    print(output, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def send(text: str, sender: str, home: Path, token_env: str) -> tuple[int, str]:
+    """Send one IM command through the running supervisor's gateway: (exit code, the reply or what went wrong)."""
+    from actors.gateway import read_gateway_url   # here: actors.gateway imports this module in turn
+    try:
+        url = read_gateway_url(home)
+    except FileNotFoundError:
+        return 1, f"no supervisor is running with data in {home} (no gateway.url): start it with `make run`"
+    token = os.environ.get(token_env, "").strip() or _read(home / TOKEN_FILE)
+    if not token:
+        return 1, f"no gateway token: set {token_env}, or run the sandbox, which writes {home / TOKEN_FILE}"
+    if problem := _gateway_problem(url, token, token_env):
+        return 1, problem
+
+    async def call() -> str:
+        async with GatewaySession(url, token, timeout_s=40) as gateway:
+            return (await gateway.call("command", text=text, sender=sender))["reply"]
+
+    try:
+        return 0, asyncio.run(call())
+    except GatewayError as error:
+        return 1, f"the gateway refused the command: {error}"
+    except (Exception, asyncio.CancelledError) as error:
+        return 1, f"the gateway at {url} did not answer the command ({type(error).__name__}: {error})"
+
+
+def _gateway_problem(url: str, token: str, token_env: str) -> str | None:
+    """Why the gateway at `url` cannot take our call, in plain words (None: it can), before MCP is tried."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except urllib.error.HTTPError as answered:   # it answers: only a refused token is a problem here
+        if answered.code == 401:
+            return f"the gateway at {url} refused the token (from ${token_env}, else $OMNI_HOME/{TOKEN_FILE})"
+    except OSError as error:                     # a stale URL file: the supervisor is gone
+        reason = getattr(error, "reason", error)
+        return f"no supervisor answers at {url} ({reason}): is it running? Start it with `make run`"
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
