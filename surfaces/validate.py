@@ -24,21 +24,26 @@ class Check:
     detail: str
 
 
-async def check_executor(spec: ExecutorConfig) -> Check:
+BRIDGE_TOOLS = ("events_wait", "messages_send")
+
+
+async def check_server(subject: str, spec: ExecutorConfig, expected: tuple[str, ...]) -> Check:
+    """Start (stdio) or connect to (HTTP) the MCP server, list its tools, look for the expected ones."""
     where = spec.url if spec.transport == "http" else " ".join([spec.command or "", *spec.args])
     link = McpLink(spec)
     started = time.monotonic()
     try:
         tools = await link.open()
     except LinkFailed as failed:
-        return Check(f"executor {spec.name}", False, str(failed))
+        return Check(subject, False, str(failed))
     finally:
         await link.close()
     took = f"{time.monotonic() - started:.2f}s"
-    if spec.tool not in tools:
-        return Check(f"executor {spec.name}", False, f"{where}: no tool {spec.tool!r} (it offers: "
-                                                      f"{', '.join(tools) or 'none'})")
-    return Check(f"executor {spec.name}", True, f"{where}: {len(tools)} tools, {spec.tool!r} present ({took})")
+    missing = [name for name in expected if name not in tools]
+    if missing:
+        return Check(subject, False, f"{where}: no tool {', '.join(map(repr, missing))} (it offers: "
+                                     f"{', '.join(tools) or 'none'})")
+    return Check(subject, True, f"{where}: {len(tools)} tools, {', '.join(map(repr, expected))} present ({took})")
 
 
 async def check_proxy(cfg: Config) -> Check:
@@ -52,7 +57,9 @@ async def check_proxy(cfg: Config) -> Check:
 
 
 async def check_all(cfg: Config) -> list[Check]:
-    checks = [check_executor(spec) for spec in cfg.executors.values()]
+    checks = [check_server(f"executor {spec.name}", spec, (spec.tool,)) for spec in cfg.executors.values()]
+    if cfg.im is not None and cfg.im.openclaw is not None:
+        checks.append(check_server("OpenClaw bridge", cfg.im.openclaw, BRIDGE_TOOLS))
     if cfg.litellm is not None:
         checks.append(check_proxy(cfg))
     return list(await asyncio.gather(*checks))

@@ -42,6 +42,11 @@ def test_every_drill_puts_its_fault_in_place_and_heal_removes_them(write_config,
     assert done.returncode == 0 and "429" in done.stdout
     wait_until(lambda: any(e["tier"] == "P1" for e in journal(omni_home, "tier_cooling")), 10, "P1 cooling down")
 
+    done = drill(config, "actor-crash")
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: next(a for a in status(supervisor.url)["actors"] if a["name"] == "router")["restarts"] == 1,
+               10, "the router restarted")
+
     done = drill(config, "executor-crash")
     assert done.returncode == 0, done.stderr
     wait_until(lambda: any(e["event"] == "executor_down" for e in map(json.loads, (
