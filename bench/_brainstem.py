@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from config import PROJECT_ROOT
+from config import PROJECT_ROOT, overlay
 
-from ._litellm_world import (PROXY_VENV_LITELLM, BenchHome, Tree, bench_config, fresh_ports, merge, wait_until,
+from ._litellm_world import (PROXY_VENV_LITELLM, BenchHome, Tree, bench_config, fresh_ports, wait_until,
                              write_config)
 
 GEN_TOKENS = 16
@@ -314,7 +314,7 @@ def outage(plan: BrainstemPlan, home: BrainstemHome, tiny: Path | None, progress
     overrides = {"health": HEALTH,
                  "brainstem": {"model_path": str(tiny) if tiny else None, "max_tokens": GEN_TOKENS},
                  "executors": {"general": {"slots": SLOTS}, "coder": {"slots": SLOTS}}}
-    cfg = write_config(merge(bench_config(fresh_ports()), overrides), home.path / "bench-config.yaml")
+    cfg = write_config(overlay(bench_config(fresh_ports()), overrides), home.path / "bench-config.yaml")
     tree = Tree(cfg, home.token)
     try:
         started = time.perf_counter()

@@ -4,7 +4,6 @@ and always cleaned up (tree stopped, proxy process group killed, providers kille
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import secrets
@@ -20,7 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
-from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config
+from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config, overlay
 
 PROXY_VENV_LITELLM = PROJECT_ROOT / ".venv-litellm" / "bin" / "litellm"
 TREE_READY_S = 90.0
@@ -34,16 +33,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def bench_config(ports: dict[str, int]) -> dict[str, Any]:
     """config/sandbox.yaml without demo traffic, gateway on port 0, providers and proxy on `ports`
     (admin, free, paid, direct, proxy), the seed's probe thresholds.
@@ -55,7 +44,7 @@ def bench_config(ports: dict[str, int]) -> dict[str, Any]:
     raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text(encoding="utf-8"))
     raw.pop("demo", None)
     direct = f"http://127.0.0.1:{ports['direct']}/v1"
-    return merge(raw, {
+    return overlay(raw, {
         "gateway": {"port": 0, "generate_token": False},
         "providers": {name: ports[name] for name in ("admin", "free", "paid", "direct")},
         "litellm": {"url": f"http://127.0.0.1:{ports['proxy']}", "start_deadline_s": 60,

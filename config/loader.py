@@ -6,6 +6,7 @@ what was expected.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import stat
@@ -47,6 +48,21 @@ def resolve_config_path(given: str | None) -> Path:
         return Path(given).expanduser()
     user_config = omni_home() / "config.yaml"
     return user_config if user_config.exists() else EMBEDDED_DEFAULT
+
+
+def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A raw config with `overrides` merged in, mappings key by key (how tests and benches derive theirs).
+
+    >>> overlay({"gateway": {"port": 8765, "path": "/mcp"}}, {"gateway": {"port": 0}})
+    {'gateway': {'port': 0, 'path': '/mcp'}}
+    """
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = overlay(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_config(path: Path | str) -> Config:

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import sqlite3
@@ -25,7 +24,7 @@ from rich.console import Console
 
 import supervisor
 from actors import Directory, EventLoopThread, Journal, Supervisor
-from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config
+from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config, overlay
 
 TOKEN = "test-token-" + "x" * 20
 
@@ -45,16 +44,6 @@ def omni_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 @pytest.fixture
 def write_config(omni_home) -> Callable[..., Path]:
     def write(models: dict[str, Any] | None = None, **overrides: Any) -> Path:
@@ -66,11 +55,11 @@ def write_config(omni_home) -> Callable[..., Path]:
                 raw.pop(section, None)
             raw["routing"]["classify_with_model"] = False
         else:
-            raw = merge(raw, models)
-        raw = merge(raw, {"gateway": {"port": 0, "generate_token": False},
+            raw = overlay(raw, models)
+        raw = overlay(raw, {"gateway": {"port": 0, "generate_token": False},
                           "supervision": {"backoff_initial_s": 0.01, "sweep_interval_s": 0.2},
                           "tasks": {"reconcile_interval_s": 0.5}})
-        raw = merge(raw, overrides)
+        raw = overlay(raw, overrides)
         path = omni_home / "test-config.yaml"
         path.write_text(yaml.safe_dump(raw, allow_unicode=True))
         return path
