@@ -181,3 +181,16 @@ def test_backup_keys_never_appear_in_logs_or_errors(start_tree, write_config, mo
             texts.append(path.read_bytes().decode(errors="replace"))
     for value in secrets.values():
         assert all(value not in text for text in texts)
+
+
+def test_a_managed_proxy_past_its_memory_ceiling_is_restarted(start_tree, write_config, models_world, omni_home):
+    models_world["litellm"].update(rss_ceiling_mb=1, probe_interval_s=0.3)   # every proxy is past 1 MB
+    tree = start_with_models(start_tree, write_config, models_world)
+    pid_file = omni_home / "litellm.pid"
+    first = proxy_pid(omni_home)
+    wait_until(lambda: pid_file.exists() and proxy_pid(omni_home) != first
+               and tree.ask("litellm_proxy", Introspect())["answers"], 60, "a restarted proxy answering")
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        details = [row[0] for row in db.execute("select detail from system_event where kind = 'proxy'")]
+    assert any("> ceiling 1 MB: restarting it" in detail for detail in details)
+    assert ask_model(tree).tier == "P1", "calls are served across the restart (directly while it restarts)"
