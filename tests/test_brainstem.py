@@ -117,7 +117,7 @@ def test_a_flapping_cloud_loses_and_duplicates_no_task(start_tree, write_config,
     tree = start_with_models(start_tree, write_config, models_world, health=FAST_HEALTH)
     providers = admin(tree)
     ids = []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 6
     flips = 0
     while time.monotonic() < deadline:   # up/down every ping, with work arriving all along
         set_cloud(providers, "hang" if flips % 2 == 0 else "ok")
