@@ -7,6 +7,7 @@
                                                         # actor-crash, heal (the sandbox's fault drills)
     python supervisor.py proxy {start,stop,restart,status}   # the managed LiteLLM proxy
     python supervisor.py send "TEXT" [--sender S]      # one IM command (/status …) through the running gateway
+    python supervisor.py repl                           # attach to the running supervisor's REPL
 """
 from __future__ import annotations
 
