@@ -28,11 +28,16 @@ class GatewaySession:
         self.session: ClientSession | None = None
 
     async def __aenter__(self) -> GatewaySession:
-        client = await self._stack.enter_async_context(
-            httpx2.AsyncClient(headers=self._headers, timeout=httpx2.Timeout(self._timeout_s, read=None)))
-        read, write = await self._stack.enter_async_context(streamable_http_client(self._url, http_client=client))
-        self.session = await self._stack.enter_async_context(ClientSession(read, write))
-        await self.session.initialize()
+        try:
+            client = await self._stack.enter_async_context(
+                httpx2.AsyncClient(headers=self._headers, timeout=httpx2.Timeout(self._timeout_s, read=None)))
+            read, write = await self._stack.enter_async_context(streamable_http_client(self._url,
+                                                                                       http_client=client))
+            self.session = await self._stack.enter_async_context(ClientSession(read, write))
+            await self.session.initialize()
+        except BaseException:
+            await self._stack.aclose()   # a refused token or a dead gateway must not leave the transport behind
+            raise
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
