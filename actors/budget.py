@@ -40,6 +40,14 @@ def month_start(now: float) -> float:
     return time.mktime((local.tm_year, local.tm_mon, 1, 0, 0, 0, 0, 0, -1))
 
 
+def week_start(now: float) -> float:
+    """The last seven days, today included."""
+    return day_start(now) - 6 * 86400
+
+
+PERIOD_STARTS = {"today": day_start, "week": week_start, "month": month_start}   # cost reports' periods
+
+
 class Budget:
     def __init__(self, config: BudgetConfig, spent_today: float, spent_month: float, paid_calls_today: int = 0,
                  now: float | None = None):

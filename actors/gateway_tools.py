@@ -18,14 +18,13 @@ from config.schema import ImConfig
 from messages import CountTasksByState, CreateTask, GetMode, GetTask, Introspect, ReplyWhileDown, SumCosts, ListTasks, Transition
 from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn
 
-from .budget import day_start, month_start
+from .budget import PERIOD_STARTS as PERIODS
 from .directory import ActorUnavailable, Directory
 from .task_lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"
 GUARD = "litellm_guard"
 TIERS = ("P1", "P2")
-PERIODS = {"today": day_start, "week": lambda now: day_start(now) - 6 * 86400, "month": month_start}
 MAX_WAIT_S = 300.0
 MAX_LIST = 500
 

@@ -23,8 +23,9 @@ from typing import Any
 import httpx2
 
 from config import BudgetConfig, LiteLLMConfig, TierConfig
-from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown, LiteLLMUp,
-                      Notice, Probe, ProbeResult, RecordCost, RecordSystemEvent, RouteChanged, SumCosts, TierChoice)
+from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown,
+                      LiteLLMUp, Notice, Probe, ProbeResult, ProxyRestarting, RecordCost, RecordSystemEvent,
+                      RouteChanged, SumCosts, TierChoice)
 from texts import say
 
 from .budget import Budget, BudgetExceeded, day_start, month_start
@@ -91,6 +92,7 @@ class LiteLLMGuard(SupervisedActor):
             case CurrentRoute():               return self._route_env()
             case Probe():                      self._probe()
             case ProbeResult() as result:      self._probed(result)
+            case ProxyRestarting():            self._await_start()
             case _:                            return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -117,6 +119,11 @@ class LiteLLMGuard(SupervisedActor):
             self._switch("direct", result.detail)
         elif self.route == "direct" and self._successes >= self._config.successes_to_up:
             self._switch("proxy", f"{self._successes} good probes")
+
+    def _await_start(self) -> None:
+        """A planned restart: until the proxy answers again (or its start deadline passes) silence is
+        expected; calls meanwhile find it unreachable and are answered directly."""
+        self._answered_once, self._started_at = False, time.monotonic()
 
     def _starting_up(self) -> bool:
         return not self._answered_once and time.monotonic() - self._started_at < self._config.start_deadline_s

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from config import LiteLLMConfig
-from messages import CheckProxyMemory, ProxyActionDone, RecordSystemEvent
+from messages import CheckProxyMemory, ProxyActionDone, ProxyRestarting, RecordSystemEvent
 
 from .journal import Journal
 from .litellm_proxy import proxy_status, restart_proxy, start_proxy, stop_proxy
@@ -58,6 +58,7 @@ class ProxyKeeper(SupervisedActor):
             self._restarts_for_memory += 1
             self._event(f"proxy RSS {status['rss_mb']:.0f} MB > ceiling {self._config.rss_ceiling_mb:.0f} MB: "
                         "restarting it")
+            self.directory.tell("litellm_guard", ProxyRestarting())   # planned: no outage, no repair task
             self._in_background("restart", restart_proxy)
 
     def _in_background(self, what: str, action: Any) -> None:

@@ -1,6 +1,6 @@
 """Typed messages, one module per protocol. Actors `match` on these; nothing else crosses a mailbox."""
 from .control import ChildExited, CrashNow, Introspect, Reconcile, RestartChild, SweepChildren
-from .health import CheckProxyMemory, ExecutorHealth, ProxyActionDone, LinkDown, LinkOpened, Respawn
+from .health import CheckProxyMemory, ExecutorHealth, ProxyActionDone, ProxyRestarting, LinkDown, LinkOpened, Respawn
 from .im import EventWaited, LoadState, MessageSent, SaveState, WaitAgain
 from .mode import (CloudAnswered, CloudDown, CloudUp, GetMode, LiteLLMDown, LiteLLMUp, LocalModelSettled, ModeChanged,
                    Notice, PingCloud, RepairDue, ReplyWhileDown, VerifyRepair)
@@ -10,7 +10,7 @@ from .tasks import (TERMINAL_STATES, CallEnded, CountTasksByState, CreateTask, E
                     LastSystemEvent, ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, SumCostsByTask, TaskChanged,
                     TaskView, Transition)
 
-__all__ = ["CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged", "PingCloud", "ReplyWhileDown", "LastSystemEvent",
+__all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged", "PingCloud", "ReplyWhileDown", "LastSystemEvent",
            "CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode", "LiteLLMDown",
            "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue", "RouteChanged", "SumCosts",
            "TierChoice", "VerifyRepair", "CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth",

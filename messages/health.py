@@ -46,3 +46,9 @@ class ProxyActionDone:
 
     action: str
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRestarting:
+    """The ProxyKeeper is restarting the managed proxy on purpose: its silence until it answers again
+    is not an outage (told to the LiteLLMGuard, which then treats it as starting up)."""

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from actors.budget import day_start, month_start
+from actors.budget import PERIOD_STARTS as PERIODS
 from actors.gateway_auth import TOKEN_FILE
 from actors.gateway_client import GatewayError, GatewaySession
 from actors.task_lifecycle import IllegalTransition, TaskState
@@ -51,7 +51,6 @@ Ask = Callable[..., Awaitable[Any]]          # ask(actor_name, message, timeout_
 Tell = Callable[[str, Any], Any]             # tell(actor_name, message)
 
 STORE = "state_store"
-PERIODS = {"today": day_start, "week": lambda now: day_start(now) - 6 * 86400, "month": month_start}
 PERIOD_ALIASES = {"今天": "today", "今日": "today", "本週": "week", "本周": "week", "這週": "week", "这周": "week",
                   "本月": "month", "這個月": "month", "这个月": "month"}
 LIST_LIMIT = 10

@@ -184,7 +184,9 @@ def test_backup_keys_never_appear_in_logs_or_errors(start_tree, write_config, mo
 
 
 def test_a_managed_proxy_past_its_memory_ceiling_is_restarted(start_tree, write_config, models_world, omni_home):
-    models_world["litellm"].update(rss_ceiling_mb=1, probe_interval_s=0.3)   # every proxy is past 1 MB
+    # Every proxy is past 1 MB; memory is checked every 5 probe intervals (7.5 s here), which leaves a restarted
+    # proxy several seconds of answering before the next check restarts it again.
+    models_world["litellm"].update(rss_ceiling_mb=1, probe_interval_s=1.5)
     tree = start_with_models(start_tree, write_config, models_world)
     pid_file = omni_home / "litellm.pid"
     first = proxy_pid(omni_home)
@@ -194,3 +196,7 @@ def test_a_managed_proxy_past_its_memory_ceiling_is_restarted(start_tree, write_
         details = [row[0] for row in db.execute("select detail from system_event where kind = 'proxy'")]
     assert any("> ceiling 1 MB: restarting it" in detail for detail in details)
     assert ask_model(tree).tier == "P1", "calls are served across the restart (directly while it restarts)"
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        assert db.execute("select count(*) from task where kind = 'repair'").fetchone() == (0,), \
+            "a planned restart is not an outage: no repair task"
+    assert tree.ask("system_mode", GetMode())["mode"] == "normal"
