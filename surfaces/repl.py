@@ -5,8 +5,8 @@
     >>> why(12)                            # every decision and transition of task 12, with its reason
     >>> ask("router", m.Introspect())      # any message of the `messages` package, by stable name
 
-The supervisor serves it with `manhole` at `$OMNI_HOME/run/repl.sock` (directory 0700, socket 0600; manhole
-admits only the same user or root, by SO_PEERCRED), one session at a time. During a session the standard
+The supervisor serves it with `manhole` at `$OMNI_HOME/run/repl.sock` (directory 0700, socket 0600 at every moment
+it exists: see `listen_owner_only`; manhole admits only the same user or root, by SO_PEERCRED), one session at a time. During a session the standard
 streams of the session's thread are the client's (other threads keep theirs, and the supervisor's console
 its own file): the helpers render with a Rich console made per call on the `sys.stdout` of the moment.
 Every answer printed passes through `redact`: a second line of defence, since no snapshot holds a key.
@@ -24,6 +24,7 @@ import os
 import re
 import select
 import socket
+import stat
 import sys
 import threading
 import time
@@ -55,7 +56,6 @@ SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "secret", "secrets",
 SECRET_VALUES = ((re.compile(r"(?i)\b(bearer\s+)\S+"), r"\1***"), (re.compile(r"\bsk-[\w-]{6,}"), "sk-***"))
 STATUS_STYLE = {"running": "green", "restarting": "yellow", "stopped": "red"}
 SNAPSHOT_WAIT_S = 1.0
-SOCKET_WAIT_S = 5.0
 QUEUED_NOTICE_S = 2.0
 
 
@@ -320,29 +320,29 @@ class ReplServer:
         self.path = socket_path(home)
         self._namespace = namespace
         self._manhole: manhole.Manhole | None = None
+        self._listener: socket.socket | None = None
         self._client: socket.socket | None = None
         self._stopping = False
 
     def start(self) -> ReplServer:
-        """Listen; on failure say so in the log and go on without a REPL (the orchestrator matters more)."""
+        """Listen (the socket is there when this returns); on failure say so in the log and go on without a REPL
+        (the orchestrator matters more)."""
+        # first: installing again releases the previous install, which unlinks the socket's path
+        self._manhole = manhole.install(
+            thread=False, socket_path=str(self.path), connection_handler=self._serve,
+            daemon_connection=True, patch_fork=False, strict=False,
+            verbose_destination=types.SimpleNamespace(write=lambda text: log.info(text.strip())))
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.path.parent.chmod(0o700)           # it may predate us, or have met a generous umask
-            if len(os.fsencode(self.path)) > 107:
-                raise OSError(errno.ENAMETOOLONG, f"{self.path} is too long for a Unix socket; use a shorter OMNI_HOME")
-            self.path.unlink(missing_ok=True)      # a dead supervisor's socket: wait for ours, not that one
-            self._manhole = manhole.install(
-                socket_path=str(self.path), connection_handler=self._serve,
-                daemon_connection=True, patch_fork=False, strict=False,
-                verbose_destination=types.SimpleNamespace(write=lambda text: log.info(text.strip())))
-            deadline = time.monotonic() + SOCKET_WAIT_S
-            while not self.path.exists():          # manhole binds in its own thread, just after `install` returns
-                if time.monotonic() > deadline:
-                    raise OSError(errno.ETIMEDOUT, f"manhole did not create {self.path}")
-                time.sleep(0.005)
-            self.path.chmod(0o600)
+            listener = self._listener = listen_owner_only(self.path)
         except OSError as error:
             log.error("no REPL: %s", describe(error))
+            self._manhole.release()
+            self._manhole = None
+            return self
+        # manhole's accept loop and credential check, on our socket
+        self._manhole.thread = manhole.ManholeThread(lambda: listener, self._manhole.sigmask,
+                                                     self._manhole.start_timeout, self._serve, daemon_connection=True)
+        self._manhole.thread.start()
         return self
 
     def stop(self) -> None:
@@ -362,6 +362,7 @@ class ReplServer:
             thread.join(timeout=2)
         self._manhole.release()                     # removes the socket
         self._manhole = None
+        self._listener.close()
 
     def _serve(self, client: socket.socket) -> None:
         """One session. Unlike manhole's own handler it does not dump every thread's stack first, and it routes
@@ -394,6 +395,50 @@ class ReplServer:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)   # the stream wrappers hold the socket open: end it for sure
             client.close()
+
+
+def listen_owner_only(path: Path) -> socket.socket:
+    """A Unix socket listening at `path` that never exists there with a mode wider than 0600.
+
+    bind() makes the socket with the umask's mode (0755 with the usual 022) and no chmod can be done before it;
+    the umask is the whole process's, and other threads create files. So the socket is bound at a staging name in
+    the owner-only directory, narrowed to 0600 and made to listen there, then renamed into place in one step
+    (replacing a dead supervisor's socket, if one was left)."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    if len(os.fsencode(staging)) > 107:
+        raise OSError(errno.ENAMETOOLONG, f"{path} is too long for a Unix socket; use a shorter OMNI_HOME")
+    owner_only_directory(path.parent)
+    staging.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(staging))
+        staging.chmod(0o600)
+        listener.listen(5)
+        os.replace(staging, path)
+    except BaseException:
+        listener.close()
+        staging.unlink(missing_ok=True)
+        raise
+    return listener
+
+
+def owner_only_directory(path: Path) -> None:
+    """Make `path` a 0700 directory of ours, or check that it is one and narrow it to 0700 if it was wider.
+    Created with mode 0700 (a umask can only narrow that); a link or another user's directory is refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode):
+        raise OSError(errno.ENOTDIR, f"{path} must be a directory of ours, not a {_kind(found.st_mode)}")
+    if found.st_uid != os.geteuid():
+        raise OSError(errno.EPERM, f"{path} belongs to uid {found.st_uid}, not to this user (uid {os.geteuid()})")
+    if stat.S_IMODE(found.st_mode) != 0o700:      # it may predate us, or have met a umask that took too much
+        os.chmod(path, 0o700)
+
+
+def _kind(mode: int) -> str:
+    return "symbolic link" if stat.S_ISLNK(mode) else "file" if stat.S_ISREG(mode) else "special file"
 
 
 class _ThisThread:

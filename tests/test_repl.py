@@ -1,17 +1,20 @@
 """REPL introspection: the helpers against a real in-process tree, and a real attach to `python supervisor.py`."""
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import socket
 import stat
 import subprocess
 import sys
+from typing import Callable
 
 import pytest
 
 import messages as m
 from config import PROJECT_ROOT
-from surfaces.repl import repl_namespace, socket_path
+from surfaces.repl import ReplServer, repl_namespace, socket_path
 
 from .conftest import TOKEN, wait_until
 
@@ -179,3 +182,62 @@ def test_attach_without_a_running_supervisor_exits_1_with_a_clear_message(omni_h
         stale.bind(str(path))
     stale_run = attach()
     assert stale_run.returncode == 1 and "no supervisor is running" in stale_run.stderr
+
+
+# --- the socket is owner-only at every moment it exists -------------------------------------------------------
+
+_LOOKS: list[Callable[[str], None]] = []
+
+
+def _look_at_every_operation(event: str, _args: tuple) -> None:
+    for look in tuple(_LOOKS):
+        look(event)
+
+
+@contextlib.contextmanager
+def at_every_operation(look: Callable[[str], None]):
+    """Call `look(event)` just before every audited operation of this process, in every thread: each bind, chmod,
+    rename, unlink, connect, open. An audit hook stays for the life of the process: it is added once, idle after."""
+    if not hasattr(at_every_operation, "hooked"):
+        sys.addaudithook(_look_at_every_operation)
+        at_every_operation.hooked = True
+    _LOOKS.append(look)
+    try:
+        yield
+    finally:
+        _LOOKS.remove(look)
+
+
+def test_the_socket_never_exists_with_a_mode_wider_than_owner_only(omni_home):
+    """Seen by the process itself before each of its own file and socket operations, not sampled by a watcher:
+    a socket bound at its final path is seen there with the umask's mode (0755) by the very chmod that narrows it."""
+    path = socket_path(omni_home)
+    path.parent.mkdir()
+    path.parent.chmod(0o755)              # made by hand, or by an older release: narrowed before the socket appears
+    seen: list[tuple[str, int, int]] = []
+
+    def look(event: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            seen.append((event, stat.S_IMODE(os.lstat(path).st_mode), stat.S_IMODE(os.stat(path.parent).st_mode)))
+
+    with at_every_operation(look):
+        for _ in range(3):
+            server = ReplServer(omni_home, repl_namespace(None)).start()
+            assert stat.S_ISSOCK(path.lstat().st_mode), "the REPL listens once start() returns"
+            server.stop()
+            assert not path.exists()
+    assert seen, "the socket was seen at least once"
+    wider = [f"{event}: socket {mode:04o}, directory {parent:04o}" for event, mode, parent in seen
+             if (mode, parent) != (0o600, 0o700)]
+    assert not wider, wider
+
+
+def test_a_run_directory_that_is_a_link_is_refused_and_nothing_goes_through_it(omni_home, tmp_path, caplog):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    elsewhere.chmod(0o755)
+    socket_path(omni_home).parent.symlink_to(elsewhere)
+
+    ReplServer(omni_home, repl_namespace(None)).start().stop()
+    assert "no REPL" in caplog.text and "must be a directory of ours, not a symbolic link" in caplog.text
+    assert list(elsewhere.iterdir()) == [] and stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
