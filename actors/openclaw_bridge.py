@@ -96,6 +96,12 @@ def inbound_message(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
     return (to if to.startswith(f"{channel}:") else f"{channel}:{to}"), session_key, text
 
 
+def _message_key(event: Mapping[str, Any]) -> str | None:
+    """The IM message's own identity: a message handled twice (a lost cursor save) makes one task."""
+    message_id = event.get("messageId")
+    return f"im:{event['sessionKey']}:{message_id}" if message_id else None
+
+
 class OpenClawBridge(SupervisedActor):
     def __init__(self, context: ChildContext, im: ImConfig, executors: tuple[str, ...], models: bool,
                  journal: Journal, home: Path):
@@ -188,7 +194,7 @@ class OpenClawBridge(SupervisedActor):
             sender, session_key, text = message
             self._journal.record("im_message", route="openclaw", sender=sender, cursor=event["cursor"],
                                  text=text[:80])
-            reply = asyncio.run(self._interpreter.handle(text, sender))
+            reply = asyncio.run(self._interpreter.handle(text, sender, idempotency_key=_message_key(event)))
             if allowed(sender, self._im.allow):
                 self._state["senders"][sender] = {"session_key": session_key, "seen_at": time.time()}
             self._counts["handled"] += 1

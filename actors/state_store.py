@@ -17,7 +17,7 @@ from typing import Any
 
 from peewee import fn
 
-from messages import (CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
+from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
                       RecordProgress, RecordSystemEvent, SumCosts, SumCostsByTask, TaskChanged, TaskView,
                       Transition)
 from messages.im import LoadState, SaveState
@@ -25,7 +25,7 @@ from messages.im import LoadState, SaveState
 from .journal import Journal
 from .store_schema import ActorState, CostEntry, SystemEvent, Task, TaskEvent, open_database
 from .supervised import ChildContext, SupervisedActor
-from .task_lifecycle import INTERRUPTED_BY_RESTART, TaskState, UnknownTask, check_transition
+from .task_lifecycle import INTERRUPTED_BY_RESTART, KeyReused, TaskState, UnknownTask, check_transition
 
 
 class StateStore(SupervisedActor):
@@ -72,10 +72,20 @@ class StateStore(SupervisedActor):
 
     # --- tasks ---------------------------------------------------------------------------------------------
     def _create(self, new: CreateTask) -> TaskView:
+        """A new task; or, for an idempotency key seen before, the task it created then (announced once)."""
+        if len(new.description) > DESCRIPTION_LIMIT:
+            raise ValueError(f"a task's description has at most {DESCRIPTION_LIMIT:,} characters, "
+                             f"not {len(new.description):,}")
         now = time.time()
         with self._database.atomic():
+            if new.idempotency_key is not None and (
+                    earlier := Task.get_or_none(Task.idempotency_key == new.idempotency_key)) is not None:
+                if earlier.description != new.description:
+                    raise KeyReused(new.idempotency_key, earlier.id)
+                return _view_of(earlier)
             row = Task.create(description=new.description, state=TaskState.IDLE, kind=new.kind, sender=new.sender,
-                              source=new.source, tier=new.tier, created_at=now, updated_at=now)
+                              source=new.source, tier=new.tier, created_at=now, updated_at=now,
+                              idempotency_key=new.idempotency_key)
             TaskEvent.create(task=row, at=now, kind="transition", from_state=None, to_state=TaskState.IDLE,
                              reason=f"received from {new.source}" + (f" ({new.sender})" if new.sender else ""))
         view = _view_of(row)
@@ -132,6 +142,8 @@ class StateStore(SupervisedActor):
 
     # --- queries -------------------------------------------------------------------------------------------
     def _view(self, task_id: int) -> TaskView | None:
+        if not 0 < task_id <= MAX_TASK_ID:   # SQLite cannot even compare a larger number
+            return None
         row = Task.get_or_none(Task.id == task_id)
         return None if row is None else _view_of(row)
 
@@ -203,4 +215,4 @@ def _view_of(row: Task) -> TaskView:
     return TaskView(task_id=row.id, description=row.description, state=row.state, kind=row.kind,
                     executor=row.executor, tier=row.tier, attempts=row.attempts, sender=row.sender,
                     source=row.source, result=row.result, error=row.error, created_at=row.created_at,
-                    updated_at=row.updated_at)
+                    updated_at=row.updated_at, idempotency_key=row.idempotency_key)

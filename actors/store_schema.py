@@ -24,6 +24,7 @@ class Task(_Row):
     error = peewee.TextField(null=True)
     created_at = peewee.DoubleField()
     updated_at = peewee.DoubleField()
+    idempotency_key = peewee.CharField(null=True, unique=True)   # "mcp:<client's key>", "im:<message id>"
 
 
 class TaskEvent(_Row):
@@ -71,4 +72,15 @@ def open_database(path: str) -> peewee.SqliteDatabase:
     database.bind(MODELS)
     database.connect()
     database.create_tables(MODELS)
+    _add_missing_columns(database)
     return database
+
+
+def _add_missing_columns(database: peewee.SqliteDatabase) -> None:
+    """A database made by an earlier version gains the columns added since (nothing stored is touched)."""
+    columns = {column.name for column in database.get_columns(Task._meta.table_name)}
+    if "idempotency_key" not in columns:
+        with database.atomic():
+            database.execute_sql('ALTER TABLE "task" ADD COLUMN "idempotency_key" VARCHAR(255)')
+            database.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "task_idempotency_key" ON "task" '
+                                 '("idempotency_key")')

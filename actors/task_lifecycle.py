@@ -43,6 +43,14 @@ class UnknownTask(LookupError):
     pass
 
 
+class KeyReused(ValueError):
+    """An idempotency key already names a task with another text: the client reused a key by mistake."""
+
+    def __init__(self, key: str, task_id: int):
+        super().__init__(f"was already used for task {task_id}, with another description")
+        self.key, self.task_id = key, task_id
+
+
 def check_transition(current: str, target: str, expect: frozenset[str] | None = None) -> None:
     try:
         allowed = LEGAL_TRANSITIONS[TaskState(current)]

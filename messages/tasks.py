@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+DESCRIPTION_LIMIT = 20_000               # characters of a task's text, from any route in (the contract: README)
+MAX_TASK_ID = 2**63 - 1                  # SQLite's INTEGER: no larger number can name a task
+KEY_LIMIT = 200                          # characters of an idempotency key or a sender's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,7 @@ class TaskView:
     error: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    idempotency_key: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -42,6 +46,7 @@ class CreateTask:
     sender: str | None = None
     source: str = "mcp"
     tier: str | None = None              # asked for by the submitter; the Router decides
+    idempotency_key: str | None = None   # the same key answers the task already created, across restarts
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,13 +113,15 @@ def test_cancelling_a_finished_task_is_refused_with_a_clear_error(write_config, 
         async with GatewaySession(tree.url, TOKEN) as gateway:
             task = await gateway.call("submit_task", description="quick chore")
             await gateway.call("get_task", task_id=task["task_id"], wait_s=20)
-            with pytest.raises(GatewayError, match="cannot be cancelled: a completed task cannot become cancelled"):
+            with pytest.raises(GatewayError, match="^cancel_task: task \\d+ cannot be cancelled: a completed task cannot become cancelled"):
                 await gateway.call("cancel_task", task_id=task["task_id"])
-            with pytest.raises(GatewayError, match="'task_id' 999999 is not a known task"):
+            with pytest.raises(GatewayError, match="^get_task: 'task_id' 999999 is not a known task$"):
                 await gateway.call("get_task", task_id=999999)
-            with pytest.raises(GatewayError, match="'description' must be non-empty"):
+            with pytest.raises(GatewayError, match="^submit_task: 'description': expected non-empty text of at most "
+                               "20,000 characters, got \"   \" \\(text\\)$"):
                 await gateway.call("submit_task", description="   ")
-            with pytest.raises(GatewayError, match="'kind' must be one of repair, coding, research, general"):
+            with pytest.raises(GatewayError, match="^submit_task: 'kind': expected one of repair, coding, research, "
+                               "general, got \"painting\" \\(text\\)$"):
                 await gateway.call("submit_task", description="x", kind="painting")
 
     run(scenario())
