@@ -29,6 +29,7 @@ import re
 import sys
 import time
 import unicodedata
+import uuid
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from actors.gateway_client import GatewayError, GatewaySession
 from actors.task_lifecycle import IllegalTransition, TaskState
 from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
 from config.schema import ImConfig
-from messages import (CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks,
+from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks,
                       RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
 from texts import say
 
@@ -55,6 +56,7 @@ PERIOD_ALIASES = {"今天": "today", "今日": "today", "本週": "week", "本�
                   "本月": "month", "這個月": "month", "这个月": "month"}
 LIST_LIMIT = 10
 WHY_LIMIT = 15
+ID_DIGITS = len(str(MAX_TASK_ID))             # checked before int(): Python refuses 4,300 digits and more
 SHORT, LONG = 60, 300                        # characters of a description in a list / of a result or reason
 _COMMAND = re.compile(r"/([A-Za-z]+)(?:@\S+)?(?:\s+(.*))?", re.DOTALL)
 
@@ -101,25 +103,27 @@ class CommandInterpreter:
         self._executors = executors
         self._models = models                 # is there a LiteLLMGuard (route, budget) to ask?
 
-    async def handle(self, text: str, sender: str) -> str:
-        """The reply to one message from `sender`."""
+    async def handle(self, text: str, sender: str, idempotency_key: str | None = None) -> str:
+        """The reply to one message from `sender`. `idempotency_key` names the message (its IM id): handled
+        again, it makes no second task."""
         if not allowed(sender, self._im.allow):
             return self._refuse(text, sender)
         name, argument = parse(text) if text.strip() else ("help", "")
         command = COMMANDS.get(name or "")
         if name is not None and command is None:
-            return self._say("im_unknown_command", command=f"/{name.lstrip('/')}")
+            return self._say("im_unknown_command", command=_short(f"/{name.lstrip('/')}", SHORT))
         try:
             if command is None:
-                return await self._new_task(text.strip(), sender)
+                return await self._new_task(text.strip(), sender, idempotency_key)
             return await command.run(self, argument, sender)
         except BadArgument as bad:
             key = "im_bad_argument" if bad.argument else "im_missing_argument"
-            return self._say(key, command=f"/{name}", argument=bad.argument, expected=bad.expected,
+            return self._say(key, command=f"/{name}", argument=_short(bad.argument, SHORT), expected=bad.expected,
                              usage=command.usage)
-        except Exception as error:            # an actor restarting, a timeout: say so, never go silent
-            log.warning("IM command %r from %s failed: %s", text[:60], sender, error)
-            return self._say("im_unavailable", error=_short(str(error) or type(error).__name__, SHORT))
+        except Exception:                     # an actor restarting, a timeout: say so, never go silent,
+            error_id = uuid.uuid4().hex[:8]   # but the exception's text is for the log, not for a user
+            log.exception("IM message %r from %s failed (error %s)", _short(text, SHORT), sender, error_id)
+            return self._say("im_unavailable", error_id=error_id)
 
     # --- the commands ------------------------------------------------------------------------------------------
     async def _help(self, argument: str, sender: str) -> str:
@@ -201,10 +205,28 @@ class CommandInterpreter:
 
     async def _mode(self, argument: str, sender: str) -> str:
         mode = (await self._ask("system_mode", GetMode()))["mode"]
-        return self._say("im_mode", mode=mode, meaning=self._say(f"mode_{mode}"))
+        return self._say("im_mode", mode=mode, meaning=self._say("im_sentence_gap").join(await self._mode_facts(mode)))
 
-    async def _new_task(self, text: str, sender: str) -> str:
-        task = await self._ask(STORE, CreateTask(text, sender=sender, source="im"))
+    async def _mode_facts(self, mode: str) -> list[str]:
+        """What the mode means right now, each sentence read from the part it speaks of."""
+        facts = [self._say(f"mode_route_{(await self._ask('litellm_guard', Introspect()))['route']}")
+                 if self._models else self._say("mode_no_models")]
+        if mode == "brainstem":
+            model = (await self._ask("brainstem", Introspect()))["model"]
+            facts.append(self._say("mode_brainstem_model" if model == "loaded" else "mode_brainstem_fixed"))
+        elif not self._models:
+            facts.append(self._say("mode_cloud_unwatched"))
+        else:
+            health = await self._ask("health_monitor", Introspect())
+            facts.append(self._say("mode_cloud_unchecked") if health["pings"] == 0 else
+                         self._say("mode_cloud_missing", count=health["consecutive_timeouts"])
+                         if health["consecutive_timeouts"] else self._say("mode_cloud_up"))
+        return facts
+
+    async def _new_task(self, text: str, sender: str, idempotency_key: str | None) -> str:
+        if len(text) > DESCRIPTION_LIMIT:
+            return self._say("im_task_too_long", limit=DESCRIPTION_LIMIT, length=len(text))
+        task = await self._ask(STORE, CreateTask(text, sender=sender, source="im", idempotency_key=idempotency_key))
         if (await self._ask("system_mode", GetMode()))["mode"] == "brainstem":   # as gateway_tools.submit_task
             note = await self._ask("brainstem", ReplyWhileDown(text), timeout_s=30)
             return self._say("im_task_created_down", task_id=task.task_id, note=note)
@@ -220,8 +242,10 @@ class CommandInterpreter:
     async def _known_task(self, argument: str) -> TaskView | str:
         """The task numbered by `argument`, or the reply saying there is none. Raises BadArgument."""
         digits = argument.removeprefix("#")
-        if not (digits.isascii() and digits.isdigit() and int(digits) > 0):
+        if not (digits.isascii() and digits.isdigit()):
             raise BadArgument(argument, self._say("im_expect_task_id"))
+        if len(digits) > ID_DIGITS or not 0 < int(digits) <= MAX_TASK_ID:
+            raise BadArgument(argument, self._say("im_expect_task_id_in_range", largest=MAX_TASK_ID))
         task = await self._ask(STORE, GetTask(int(digits)))
         return task if task is not None else self._say("im_no_task", task_id=int(digits))
 

@@ -166,7 +166,8 @@ def test_every_command_answers_through_both_routes(route, write_config, start_tr
     assert cost.startswith("Model spend today:\nno model calls\nTotal: $0.0000")
     assert chat.ask("/cost week").startswith("Model spend over the last 7 days:")
     assert chat.ask("/cost year") == "/cost: year is not one of today, week, month. Usage: /cost [today|week|month]"
-    assert chat.ask("/mode").startswith("Mode: normal. Everything is healthy")
+    assert chat.ask("/mode") == ("Mode: normal. No model route is configured. The cloud is not watched: tasks go "
+                                 "straight to their executors.")
     assert chat.ask("/frobnicate") == "Unknown command /frobnicate. Send /help to see the commands."
 
     slow = created_id(chat.ask("Write a long report [sleep=30]"))
@@ -250,7 +251,8 @@ def test_brainstem_mode_answers_new_tasks_with_the_brainstem_reply_and_notices_r
     assert chat.news("Brainstem mode without a local model")     # a notice for everyone who wrote recently
     reply = chat.ask("Summarise my inbox")
     assert reply == f"Task #{running + 1}: {say('en', 'queued_while_down')}"
-    assert chat.ask("/mode").startswith("Mode: brainstem. The cloud is offline")
+    assert chat.ask("/mode") == ("Mode: brainstem. No model route is configured. The cloud is offline: tasks wait "
+                                 "until it is back; no local model is loaded, so notices are fixed texts.")
     tree.directory.tell("system_mode", CloudUp("test: the cloud answers"))
     assert chat.news(say("en", "cloud_up"))
     assert chat.news(f"Task #{running + 1} completed")
