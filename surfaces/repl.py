@@ -5,10 +5,11 @@
     >>> why(12)                            # every decision and transition of task 12, with its reason
     >>> ask("router", m.Introspect())      # any message of the `messages` package, by stable name
 
-The supervisor serves it with `manhole` at `$OMNI_HOME/run/repl.sock` (directory 0700, socket 0600 at every moment
-it exists: see `listen_owner_only`; manhole admits only the same user or root, by SO_PEERCRED), one session at a time. During a session the standard
-streams of the session's thread are the client's (other threads keep theirs, and the supervisor's console
-its own file): the helpers render with a Rich console made per call on the `sys.stdout` of the moment.
+The supervisor serves it with `manhole` at `$OMNI_HOME/run/repl.sock` (directory 0700, socket 0600 at every
+moment it exists: see `listen_owner_only`; manhole admits only the same user or root, by SO_PEERCRED), one session
+at a time. During a session the standard streams of the session's thread are the client's (other threads keep
+theirs, and the supervisor's console its own file): the helpers render with a Rich console made per call on the
+`sys.stdout` of the moment.
 Every answer printed passes through `redact`: a second line of defence, since no snapshot holds a key.
 """
 from __future__ import annotations
