@@ -69,7 +69,7 @@ def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tr
     assert guard(tree)["route"] == "proxy", "the proxy is alive: this is the cloud, not LiteLLM"
 
     wait_until(lambda: all(task_states(tree.cfg.database_path)[i] == "waiting" for i in ids), 5, "suspended")
-    wait_until(lambda: all(not tree.ask(name, Introspect())["running"] for name in tree.cfg.executors), 2,
+    wait_until(lambda: all(not tree.ask(name, Introspect())["running"] for name in tree.cfg.executors), 10,
                "every suspended MCP call cancelled: nothing runs")
     wait_until(lambda: "雲端離線，任務已掛起" in notices(tree), 5, "the outage notice")
     with sqlite3.connect(tree.cfg.database_path) as db:
@@ -111,9 +111,11 @@ def test_a_dead_proxy_is_degraded_mode_not_brainstem(start_tree, write_config, m
                              litellm={"restart_command": "/bin/false"})
     os.kill(proxy_pid(omni_home), signal.SIGKILL)
     wait_until(lambda: mode(tree) == "degraded", 10, "degraded mode")
-    time.sleep(6 * FAST_HEALTH["interval_s"])   # several pings pass, answered on the direct route
+    degraded_at = next(e for e in journal(tree, "mode") if e["mode"] == "degraded")["ts"]
+    wait_until(lambda: sum(e["ts"] > degraded_at and e["ok"] for e in journal(tree, "cloud_evidence")) >= 6, 30,
+               "six pings answered on the direct route")
+    assert [e["mode"] for e in journal(tree, "mode") if e["ts"] >= degraded_at] == ["degraded"], "never brainstem"
     assert mode(tree) == "degraded"
-    assert tree.ask("health_monitor", Introspect())["consecutive_timeouts"] == 0
 
 
 def test_a_flapping_cloud_loses_and_duplicates_no_task(start_tree, write_config, models_world):

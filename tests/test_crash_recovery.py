@@ -14,7 +14,7 @@ def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_co
 
     async def submit(url, count):
         async with GatewaySession(url, TOKEN) as gateway:
-            return [(await gateway.call("submit_task", description=f"job {i} [sleep=3]" + (" code" if i % 2 else "")))
+            return [(await gateway.call("submit_task", description=f"job {i} [sleep=6]" + (" code" if i % 2 else "")))
                     ["task_id"] for i in range(count)]
 
     ids = asyncio.run(submit(first.url, 12))
@@ -22,8 +22,8 @@ def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_co
     wait_until(lambda: sum(state == "executing" for state in task_states(database).values()) >= 8, 20,
                "tasks executing")
     first.kill()
-    interrupted = task_states(database)
-    assert all(interrupted[i] in ("idle", "dispatching", "executing") for i in ids)
+    interrupted = task_states(database)     # what the kill interrupted, read after it: a slow machine may have
+    assert sum(state == "executing" for state in interrupted.values()) >= 1   # finished a task first
 
     second = supervisor_process(config)
     wait_until(lambda: all(state == "completed" for state in task_states(database).values()), 60,
@@ -35,8 +35,9 @@ def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_co
             return [await gateway.call("get_task", task_id=i) for i in ids]
 
     tasks = asyncio.run(history(second.url))
-    executing_before = [i for i in ids if interrupted[i] == "executing"]
-    assert all(task["attempts"] == 2 for task in tasks if task["task_id"] in executing_before)
+    expected = {"executing": 2, "completed": 1}     # interrupted mid-call: run again; done before the kill: once
+    assert all(task["attempts"] == expected[interrupted[task["task_id"]]] for task in tasks
+               if interrupted[task["task_id"]] in expected), [(t["task_id"], t["attempts"]) for t in tasks]
     assert second.stop() == 0, "a SIGTERM stops the tree in order and exits 0"
 
 

@@ -12,6 +12,7 @@ import signal
 import struct
 import sys
 import termios
+import threading
 import time
 
 import pykka
@@ -186,19 +187,26 @@ def test_gather_reflects_the_tree_a_task_and_its_cost(write_config, start_tree):
                      ("executing", "completed")]
 
 
-class Sleepy(pykka.ThreadingActor):
+class Stuck(pykka.ThreadingActor):
+    """Busy with its first message until the test releases it."""
+
+    def __init__(self, release: threading.Event):
+        super().__init__()
+        self.release = release
+
     def on_receive(self, message):
-        time.sleep(1)
+        self.release.wait(60)
 
 
 def test_gather_never_waits_for_a_busy_or_missing_actor():
     assert gather(Directory())["actors"] == [] and gather(Directory())["tasks"] is None
-    directory = Directory()
-    directory.register("sleepy", Sleepy.start())
-    started = time.monotonic()
-    snapshot = gather(directory)
-    assert time.monotonic() - started < 1.5
-    assert snapshot["actors"] == [{"name": "sleepy", "status": "?", "alive": True, "restarts": None,
+    directory, release = Directory(), threading.Event()
+    directory.register("stuck", Stuck.start(release))
+    try:
+        snapshot = gather(directory)          # back while the actor is still stuck: it did not wait for it
+    finally:
+        release.set()
+    assert snapshot["actors"] == [{"name": "stuck", "status": "?", "alive": True, "restarts": None,
                                    "last_error": None, "mailbox": BUSY}]
     assert "busy" in text_of(render_actors(snapshot))
 

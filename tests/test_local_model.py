@@ -12,7 +12,6 @@ import gc
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -43,9 +42,8 @@ def test_tiny_model_is_small_cached_and_round_trips_three_scripts(tiny):
 
     size = sum(f.stat().st_size for f in tiny.iterdir())
     assert 100_000 < size < 1_000_000
-    started, mtime = time.perf_counter(), (tiny / "model.safetensors").stat().st_mtime_ns
-    assert make_tiny_qwen2(tiny) == tiny                      # complete: returned as is
-    assert time.perf_counter() - started < 0.1
+    mtime = (tiny / "model.safetensors").stat().st_mtime_ns
+    assert make_tiny_qwen2(tiny) == tiny                      # complete: returned as is, not made again
     assert (tiny / "model.safetensors").stat().st_mtime_ns == mtime
     tokenizer = Tokenizer.from_file(str(tiny / "tokenizer.json"))
     for text in [*INSTRUCTIONS.values(), *CORPUS, "未見過的字：龘 🙂"]:

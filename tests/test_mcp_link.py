@@ -16,6 +16,7 @@ from config.schema import ExecutorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DEADLINE_S = 60.0   # a hung scenario fails instead of hanging the run
+CLOSE_DEADLINE_S = 10.0      # "at once": a hang fails, a slow machine does not (timings belong in bench/)
 WORK_FOLDER = "/tmp"
 
 
@@ -100,7 +101,7 @@ def test_a_long_call_reports_progress() -> None:
     async def scenario(link: McpLink) -> None:
         outcome = await coder_call(link, "refactor [sleep=0.5]", on_progress=lambda *r: reports.append(r))
         assert outcome.ok
-        await eventually(lambda: len(reports) >= 3, within_s=1.0)  # progress tasks may land after the result
+        await eventually(lambda: len(reports) >= 3, within_s=10.0)  # progress tasks may land after the result
         done = [progress for progress, _, _ in reports]
         assert done == sorted(done)
         assert all(total == 0.5 for _, total, _ in reports)
@@ -137,9 +138,8 @@ def test_a_crashing_server_raises_link_lost_and_closes_quickly() -> None:
         assert not link.is_open
         with pytest.raises(LinkLost):
             await coder_call(link, "anyone there?")
-        started = time.monotonic()
-        await link.close()
-        assert time.monotonic() - started < 1.0
+        async with asyncio.timeout(CLOSE_DEADLINE_S):   # not hanging on the dead server
+            await link.close()
 
     with_link(coder_spec(), scenario)
 
@@ -148,12 +148,11 @@ def test_a_killed_idle_server_is_noticed_without_a_call() -> None:
     async def scenario(link: McpLink) -> None:
         [(server_pid, _)] = child_processes("sandbox.executors")
         os.kill(server_pid, signal.SIGKILL)
-        await eventually(lambda: not link.is_open, within_s=2.0)
+        await eventually(lambda: not link.is_open, within_s=10.0)
         with pytest.raises(LinkLost):
             await coder_call(link, "hello?")
-        started = time.monotonic()
-        await link.close()
-        assert time.monotonic() - started < 1.0
+        async with asyncio.timeout(CLOSE_DEADLINE_S):
+            await link.close()
 
     with_link(coder_spec(), scenario)
 
@@ -165,11 +164,10 @@ def test_cancelling_a_call_returns_control_at_once_and_the_link_stays_usable() -
                                               on_progress=lambda *_: working.set()))
         async with asyncio.timeout(5):
             await working.wait()
-        started = time.monotonic()
         call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        assert time.monotonic() - started < 1.0
+        async with asyncio.timeout(CLOSE_DEADLINE_S):    # far less than the call's 30 s: it did not run on
+            with pytest.raises(asyncio.CancelledError):
+                await call
         assert (await coder_call(link, "after the cancel")).ok
 
     with_link(coder_spec(), scenario)

@@ -17,6 +17,8 @@ import pytest
 
 from sandbox.providers import PROJECT_ROOT, ProvidersAdmin, start_providers
 
+from .conftest import wait_until
+
 DIRECT_KEY = "sk-direct-test-" + "z" * 16
 CHAT = "/chat/completions"
 
@@ -140,35 +142,42 @@ def test_latency_adds_time(ready, admin, client):
     admin.set("free", "latency", latency_s=0.4)
     started = time.monotonic()
     response = chat(client, ready["upstreams"]["free"])
-    elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert 0.4 <= elapsed < 3
+    assert time.monotonic() - started >= 0.4
 
 
-def test_hang_times_out_and_does_not_block_the_others(ready, admin, client):
+def test_hang_never_answers_so_the_client_times_out(ready, admin):
+    admin.set("free", "hang")
+    started = time.monotonic()
+    with pytest.raises(httpx2.ReadTimeout), httpx2.Client(timeout=0.5, trust_env=False) as hung:
+        chat(hung, ready["upstreams"]["free"])
+    assert time.monotonic() - started >= 0.5
+    assert admin.calls("free") == 1
+
+
+def test_a_hung_call_does_not_block_the_others(ready, admin, client):
     admin.set("free", "hang")
     outcome = {}
 
     def hung_call():
-        started = time.monotonic()
         try:
-            with httpx2.Client(timeout=0.5, trust_env=False) as hung:
+            with httpx2.Client(timeout=60, trust_env=False) as hung:
                 outcome["status"] = chat(hung, ready["upstreams"]["free"]).status_code
-        except httpx2.ReadTimeout:
-            outcome["timed_out_after_s"] = time.monotonic() - started
+        except httpx2.TransportError as error:
+            outcome["error"] = error
 
     thread = threading.Thread(target=hung_call)
     thread.start()
     try:
-        time.sleep(0.1)  # the hung call is in flight
+        wait_until(lambda: admin.calls("free") == 1, 10, "the hung call at the server")
         assert chat(client, ready["upstreams"]["paid"]).status_code == 200
         assert chat(client, ready["upstreams"]["direct"], key=DIRECT_KEY).status_code == 200
         assert admin.state()["free"]["mode"] == "hang"
-        assert thread.is_alive(), "the others answered while the hung call was still waiting"
+        assert thread.is_alive() and not outcome, "the others answered while the hung call was still waiting"
     finally:
-        thread.join(5)
-    assert "status" not in outcome and 0.5 <= outcome["timed_out_after_s"] < 3
-    assert admin.calls("free") == 1
+        admin.set("free", "refuse")                      # ends the hung call (see the test below)
+        thread.join(10)
+    assert "status" not in outcome
 
 
 def test_refuse_then_back_on_the_same_port(ready, admin, client):
@@ -199,12 +208,10 @@ def test_refuse_resets_a_hung_call(ready, admin):
 
     thread = threading.Thread(target=hung_call)
     thread.start()
-    time.sleep(0.2)
-    started = time.monotonic()
+    wait_until(lambda: admin.calls("free") == 1, 10, "the hung call at the server")
     admin.set("free", "refuse")
-    thread.join(5)
-    assert "error" in outcome and not isinstance(outcome["error"], httpx2.TimeoutException)
-    assert time.monotonic() - started < 2
+    thread.join(10)
+    assert "error" in outcome and not isinstance(outcome["error"], httpx2.TimeoutException), "reset, not timed out"
 
 
 def test_expected_key(ready, admin, client):
