@@ -20,6 +20,7 @@ import threading
 
 import pykka
 from rich.console import Console
+from rich.markup import escape
 
 from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor, Journal,
                     LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
@@ -112,8 +113,9 @@ def run(cfg: Config, console: Console) -> int:
         pykka.ActorRegistry.stop_all(block=True, timeout=cfg.supervision.shutdown_timeout_s)
         loop.stop()
         journal.close()
-    if escalation:
-        console.print(f"[red]stopped: {escalation[0]}[/]", highlight=False)
+    if escalation:   # the log has it too (critical, from the Supervisor)
+        console.print(f"[red]stopped: {escape(escalation[0])}[/]", highlight=False)
+        print(f"supervisor escalated, the tree is stopped: {escalation[0]}", file=sys.stderr)
         return 1
     console.print("stopped: every actor shut down in order", highlight=False)
     return 0

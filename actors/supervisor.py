@@ -7,6 +7,8 @@ and stops the tree in reverse order.
   `temporary` (never);
 - intensity: more than `max_restarts` restarts within `within_s` seconds escalates: the tree is
   stopped in reverse order and `on_escalation(reason)` is called (the program exits non-zero);
+- the root dies loudly: a failure of the Supervisor itself (a message it does not understand, a child
+  factory that raises) escalates the same way, so no child ever runs on unsupervised;
 - exponential backoff between restarts of the same child, reset once it has stayed up `within_s`;
 - a liveness sweep catches children that died without a word.
 
@@ -32,7 +34,7 @@ from messages import ChildExited, Introspect, RestartChild, SweepChildren
 
 from .directory import Directory
 from .event_loop import EventLoopThread
-from .supervised import ChildContext
+from .supervised import ChildContext, describe
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,10 @@ class _Child:
     waiting_group: tuple[str, ...] = field(default_factory=tuple)
 
 
+class ChildWouldNotStart(RuntimeError):
+    """A child's factory raised: the tree cannot be what its specs say."""
+
+
 class Supervisor(pykka.ThreadingActor):
     def __init__(self, specs: list[ChildSpec], policy: SupervisionConfig, loop: EventLoopThread,
                  directory: Directory, on_escalation: Callable[[str], None] = lambda reason: None):
@@ -72,9 +78,16 @@ class Supervisor(pykka.ThreadingActor):
         self.escalated: str | None = None
 
     def on_start(self) -> None:
-        for name in self._order:
-            self._start_child(self._children[name])
+        try:
+            for name in self._order:
+                self._start_child(self._children[name])
+        except Exception as error:   # pykka would stop us without on_failure, leaving the started ones running
+            self._escalate(_reason(error))
+            raise
         self._loop.tell_every(self._policy.sweep_interval_s, self.actor_ref, SweepChildren())
+
+    def on_failure(self, exception_type: Any, exception_value: BaseException | None, traceback: Any) -> None:
+        self._escalate(_reason(exception_value))
 
     def on_stop(self) -> None:
         self._stop_children(self._order)
@@ -96,7 +109,10 @@ class Supervisor(pykka.ThreadingActor):
     def _start_child(self, child: _Child) -> None:
         child.incarnation += 1
         context = ChildContext(child.spec.name, child.incarnation, self.actor_ref, self._directory, self._loop)
-        child.ref = child.spec.start(context)
+        try:
+            child.ref = child.spec.start(context)
+        except Exception as error:
+            raise ChildWouldNotStart(f"could not start {child.spec.name}: {describe(error)}") from error
         child.status, child.started_at, child.seen_dead = "running", time.monotonic(), False
         self._directory.register(child.spec.name, child.ref)
 
@@ -161,9 +177,9 @@ class Supervisor(pykka.ThreadingActor):
     def _backoff_delay(self, child: _Child) -> float:
         if time.monotonic() - child.started_at > self._policy.within_s:
             child.backoff_level = 0   # it had been healthy for a while: start the backoff afresh
-        delay = self._policy.backoff_initial_s * (2 ** child.backoff_level)
+        delay = self._policy.backoff_s(child.backoff_level)
         child.backoff_level += 1
-        return min(delay, self._policy.backoff_max_s)
+        return delay
 
     def _intensity_exceeded(self) -> bool:
         now = time.monotonic()
@@ -173,6 +189,8 @@ class Supervisor(pykka.ThreadingActor):
         return len(self._restart_times) > self._policy.max_restarts
 
     def _escalate(self, reason: str) -> None:
+        if self.escalated:
+            return
         log.critical("escalating: %s", reason)
         self.escalated = reason
         self._stop_children(self._order)
@@ -196,3 +214,9 @@ class Supervisor(pykka.ThreadingActor):
             "last_error": child.last_error,
             "incarnation": child.incarnation,
         } for name, child in ((n, self._children[n]) for n in self._order)]
+
+
+def _reason(error: BaseException | None) -> str:
+    if isinstance(error, ChildWouldNotStart):
+        return str(error)
+    return f"the supervisor itself failed: {describe(error)}"

@@ -66,15 +66,33 @@ class RoutingConfig:
 
 @dataclass(frozen=True, slots=True)
 class SupervisionConfig:
-    """Erlang/OTP's supervisor flags: at most `max_restarts` in `within_s` seconds, else escalate."""
+    """Erlang/OTP's supervisor flags: at most `max_restarts` in `within_s` seconds, else escalate.
+
+    A child's restarts wait `backoff_s(n)` after its n-th crash in a row; a child crashing at every start
+    escalates only if those waits fit in the window (`crash_loop_s < within_s`, checked at load).
+
+    >>> SupervisionConfig().crash_loop_s    # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 + 5 × 1.0
+    6.55
+    """
 
     strategy: Strategy = "one_for_one"
     max_restarts: int = 10
     within_s: float = 10.0
     backoff_initial_s: float = 0.05
-    backoff_max_s: float = 5.0
+    backoff_max_s: float = 1.0
     sweep_interval_s: float = 1.0
     shutdown_timeout_s: float = 5.0
+
+    def backoff_s(self, level: int) -> float:
+        """The wait before restarting a child that crashed `level` times in a row before: doubling, capped."""
+        return min(self.backoff_initial_s * 2.0 ** min(level, 64), self.backoff_max_s)
+
+    @property
+    def crash_loop_s(self) -> float:
+        """The waits between the first and the (max_restarts + 1)-th crash of a child that crashes at once."""
+        doubling = min(self.max_restarts, 64)
+        return round(sum(self.backoff_s(level) for level in range(doubling))
+                     + (self.max_restarts - doubling) * self.backoff_s(64), 9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,14 +53,18 @@ def tree():
     loop = EventLoopThread().start()
     refs: list[pykka.ActorRef] = []
 
-    def start(names=("a", "b", "c"), restart="permanent", escalations=None, **policy) -> tuple[pykka.ActorRef, Directory]:
+    def start(names=("a", "b", "c"), restart="permanent", escalations=None, factories=None, config=None,
+              wait=True, **policy) -> tuple[pykka.ActorRef, Directory]:
+        """`factories`: a child's own start function instead of Worker's; `config`: the policy as given."""
         directory = Directory()
-        specs = [ChildSpec(name, lambda ctx: Worker.start(ctx), restart=restart) for name in names]
-        config = SupervisionConfig(**{"backoff_initial_s": 0.01, "sweep_interval_s": 0.05, **policy})
+        factories = factories or {}
+        specs = [ChildSpec(name, factories.get(name, lambda ctx: Worker.start(ctx)), restart=restart)
+                 for name in names]
+        config = config or SupervisionConfig(**{"backoff_initial_s": 0.01, "sweep_interval_s": 0.05, **policy})
         ref = Supervisor.start(specs, config, loop, directory,
                                on_escalation=(escalations.append if escalations is not None else lambda r: None))
         refs.append(ref)
-        for name in names:
+        for name in names if wait else ():
             wait_until(lambda n=name: directory.ref(n) and directory.ask(n, "ping") == "pong", 5, f"{name} up")
         return ref, directory
 
@@ -186,3 +190,67 @@ def test_the_liveness_sweep_finds_a_child_that_died_silently(tree):
     old.actor_inbox.put(Envelope("ping"))
     wait_until(lambda: children(supervisor)["a"]["restarts"] == 1, 5, "the sweep to restart a")
     assert children(supervisor)["a"]["last_error"] == "found dead by the liveness sweep"
+
+
+# --- the root dies loudly ------------------------------------------------------------------------------------
+
+def all_stopped(supervisor, directory, names="abc") -> bool:
+    return not supervisor.is_alive() and not any(directory.ref(name) for name in names)
+
+
+def test_a_message_the_root_does_not_understand_escalates_and_stops_the_tree_in_reverse_order(tree):
+    escalations: list[str] = []
+    supervisor, directory = tree(escalations=escalations)
+    children_refs = [directory.ref(name) for name in "abc"]
+    EVENTS.clear()
+    supervisor.tell("not a message")
+    wait_until(lambda: escalations, 5, "escalation")
+    assert escalations == ["the supervisor itself failed: TypeError: supervisor does not understand str"]
+    assert EVENTS == ["stop c", "stop b", "stop a"]
+    wait_until(lambda: all_stopped(supervisor, directory), 5, "the whole tree stopped")
+    assert not any(ref.is_alive() for ref in children_refs)
+
+
+def test_a_child_factory_that_raises_at_start_escalates_and_stops_the_children_started_before_it(tree):
+    escalations: list[str] = []
+
+    def broken(ctx):
+        raise RuntimeError("no b today")
+
+    supervisor, directory = tree(escalations=escalations, factories={"b": broken}, wait=False)
+    wait_until(lambda: escalations, 5, "escalation")
+    assert escalations == ["could not start b: RuntimeError: no b today"]
+    wait_until(lambda: all_stopped(supervisor, directory), 5, "the whole tree stopped")
+    assert EVENTS == ["start a", "stop a"], "c never started; a stopped"
+
+
+def test_a_child_factory_that_raises_at_a_restart_escalates(tree):
+    escalations: list[str] = []
+    starts = []
+
+    def second_start_fails(ctx):
+        starts.append(ctx.incarnation)
+        if ctx.incarnation > 0:
+            raise OSError("the disk went away")
+        return Worker.start(ctx)
+
+    supervisor, directory = tree(escalations=escalations, factories={"b": second_start_fails})
+    EVENTS.clear()
+    directory.tell("b", CrashNow("first crash"))
+    wait_until(lambda: escalations, 5, "escalation")
+    assert escalations == ["could not start b: OSError: the disk went away"]
+    wait_until(lambda: all_stopped(supervisor, directory), 5, "the whole tree stopped")
+    assert EVENTS == ["stop b", "stop c", "stop a"]
+
+
+@pytest.mark.parametrize("policy_from", ["schema", "sandbox"])
+def test_a_child_crashing_at_every_start_escalates_with_the_shipped_settings(tree, policy_from):
+    from config import EMBEDDED_DEFAULT, load_config
+    policy = SupervisionConfig() if policy_from == "schema" else load_config(EMBEDDED_DEFAULT).supervision
+    escalations: list[str] = []
+    Worker.fail_starts = {"b": 10**6}
+    supervisor, directory = tree(escalations=escalations, config=policy, wait=False)
+    wait_until(lambda: escalations, 40, "a crash loop to escalate")
+    assert f"b needed more than {policy.max_restarts} restarts in {policy.within_s:g}s" in escalations[0]
+    assert "RuntimeError: b cannot start" in escalations[0]
+    wait_until(lambda: all(not child["alive"] for child in children(supervisor).values()), 5, "the tree stopped")
