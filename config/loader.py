@@ -7,8 +7,11 @@ what was expected.
 from __future__ import annotations
 
 import copy
+import difflib
+import math
 import os
 import re
+import reprlib
 import stat
 import string
 import sys
@@ -26,15 +29,29 @@ EMBEDDED_DEFAULT = PROJECT_ROOT / "config" / "sandbox.yaml"
 # ${NAME}, or ${NAME:-default} for values that may be defaulted (the sandbox's fake keys)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = ("env", "headers", "api_keys")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")       # kinds, tools, backup key names: never expanded
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What a key looks like, wherever it stands: vendors' prefixes, or a long run of letters and digits.
+_KEY_SHAPES = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\b(?:ghp|gho|ghs|ghu|ghr|github_pat|glpat|xox[abpr])"
+                         r"[-_][A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}|\bAIza[0-9A-Za-z_-]{30,}|[A-Za-z0-9]{32,}")
 
 
 class ConfigError(ValueError):
-    """A config mistake: `file: key.path: expected …, got …`."""
+    """A config mistake, on one line: `file: key.path: expected …, got …`. It never holds a value that came
+    from the environment, nor anything shaped like a key."""
 
     def __init__(self, file: Path | str, key_path: str, expected: str, got: str | None = None):
         self.file, self.key_path, self.expected = str(file), key_path, expected
-        detail = f"{self.file}: {key_path or '(top level)'}: expected {expected}"
-        super().__init__(detail if got is None else f"{detail}, got {got}")
+        detail = f"{key_path or '(top level)'}: expected {expected}" + ("" if got is None else f", got {got}")
+        super().__init__(f"{self.file}: {_one_line(_redact_keys(detail))}")
+
+
+class UnreadableConfig(ConfigError):
+    """The file itself cannot be read as text: `file: not UTF-8 at byte N`."""
+
+    def __init__(self, file: Path | str, problem: str):
+        self.file, self.key_path, self.expected = str(file), "", problem
+        ValueError.__init__(self, f"{self.file}: {problem}")
 
 
 def omni_home() -> Path:
@@ -45,7 +62,10 @@ def omni_home() -> Path:
 def resolve_config_path(given: str | None) -> Path:
     """`--config PATH`, else `$OMNI_HOME/config.yaml` when it exists, else the embedded sandbox."""
     if given:
-        return Path(given).expanduser()
+        try:
+            return Path(given).expanduser()
+        except RuntimeError:   # ~someone who has no home here
+            raise UnreadableConfig(given, "no such file (its ~user has no home directory here)") from None
     user_config = omni_home() / "config.yaml"
     return user_config if user_config.exists() else EMBEDDED_DEFAULT
 
@@ -66,55 +86,113 @@ def overlay(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: Path | str) -> Config:
+    """The config in `path`, or a ConfigError: never another exception, whatever the file holds."""
     path = Path(path)
+    data, owner_only = _read(path)
+    raw = _parse(path, data)
+    return _build(_Node(path, "", raw if raw is not None else {}, owner_only))
+
+
+def _read(path: Path) -> tuple[str, bool]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data, mode = path.read_bytes(), path.stat().st_mode
+    except IsADirectoryError:
+        raise ConfigError(path, "", "a readable YAML file", "a directory") from None
     except OSError as err:
-        raise ConfigError(path, "", "a readable YAML file", err.strerror) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(path, "", "valid YAML", str(err).replace("\n", " ")) from None
-    node = _Node(path, "", raw if raw is not None else {}, _owner_only(path))
-    return _build(node)
+        raise ConfigError(path, "", "a readable YAML file", err.strerror or type(err).__name__) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UnreadableConfig(path, f"not UTF-8 at byte {err.start}") from None
+    return text.removeprefix("\ufeff"), not mode & (stat.S_IRWXG | stat.S_IRWXO)
 
 
-def _owner_only(path: Path) -> bool:
-    return not path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+def _parse(path: Path, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(path, where, "valid YAML", err.problem or err.context) from None
+    except yaml.YAMLError as err:      # a character YAML does not allow (a NUL byte …)
+        raise ConfigError(path, "", "valid YAML", str(err).split("\n")[0]) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:   # a scalar it cannot make: 2001-13-45
+        raise ConfigError(path, "", "valid YAML", f"a value YAML cannot read ({err})") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+
+def _mapping_with_unique_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue                     # unhashable: construct_mapping names it
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} a second time in one mapping",
+                                                    key_node.start_mark)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_unique_keys)
+
+
+TOP_LEVEL = {"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys", "budget",
+             "repair", "locale", "providers", "health", "brainstem", "im"}
+SECTION_KEYS = {
+    "tasks": {"max_attempts", "reconcile_interval_s"},
+    "supervision": {"strategy", "max_restarts", "within_s", "backoff_initial_s", "backoff_max_s", "sweep_interval_s",
+                    "shutdown_timeout_s"},
+    "routing": {"default_kind", "classify_with_model", "rules"},
+    "gateway": {"host", "port", "path", "token_env", "generate_token"},
+    "demo": {"interval_s", "tasks"},
+    "api_keys": {"backup"},      # primary keys live with the proxy (litellm.env)
+    "budget": {"daily_usd", "monthly_usd", "paid_call_reserve_usd"},
+    "repair": {"executor_kind", "prompt", "max_per_hour", "backoff_initial_s", "verify_s", "log_lines"},
+    "health": {"interval_s", "timeout_s", "timeouts_to_down", "brainstem_interval_s", "successes_to_up"},
+    "brainstem": {"model_path", "max_tokens"},
+}
 
 
 def _build(root: _Node) -> Config:
     root.require_mapping()
-    root.reject_unknown({"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys",
-                         "budget", "repair", "locale", "providers", "health", "brainstem", "im"})
+    root.reject_unknown(TOP_LEVEL)
+    demo_given = root.raw("demo") is not None
+    section = {name: root.section(name, keys) for name, keys in SECTION_KEYS.items()}
     executors = {name: _executor(node) for name, node in root.child("executors").items()}
     if not executors:
         raise ConfigError(root.file, "executors", "at least one executor")
-    routing = _routing(root.child("routing"), executors)
-    demo = root.child("demo")
+    backup_keys = section["api_keys"].str_map("backup")
+    locale = root.choice("locale", LOCALES, "en")
     return Config(
         source=root.file,
         home=omni_home(),
         tasks=TasksConfig(
-            max_attempts=root.child("tasks").int("max_attempts", 3, minimum=1),
-            reconcile_interval_s=root.child("tasks").seconds("reconcile_interval_s", 2.0),
+            max_attempts=section["tasks"].int("max_attempts", 3, minimum=1),
+            reconcile_interval_s=section["tasks"].seconds("reconcile_interval_s", 2.0),
         ),
-        supervision=_supervision(root.child("supervision")),
-        routing=routing,
+        supervision=_supervision(section["supervision"]),
+        routing=_routing(section["routing"], executors),
         executors=executors,
-        gateway=_gateway(root.child("gateway")),
-        demo=None if demo.value is None else DemoConfig(
-            interval_s=demo.seconds("interval_s", 4.0),
-            tasks=tuple(demo.str_list("tasks")),
-        ),
-        litellm=None if root.child("litellm").value is None else _litellm(root),
-        budget=_budget(root.child("budget")),
-        health=_health(root.child("health")),
-        brainstem=_brainstem(root.child("brainstem")),
-        repair=_repair(root.child("repair")),
-        locale=root.choice("locale", LOCALES, "en"),
-        im=_im(root.child("im"), root.choice("locale", LOCALES, "en")),
-        providers=None if root.child("providers").value is None else {
-            name: node.value for name, node in root.child("providers").items()
-            if _port(node)},
+        gateway=_gateway(section["gateway"]),
+        demo=DemoConfig(interval_s=section["demo"].seconds("interval_s", 4.0),
+                        tasks=tuple(section["demo"].str_list("tasks"))) if demo_given else None,
+        litellm=None if root.raw("litellm") is None else _litellm(root.child("litellm"), backup_keys),
+        budget=_budget(section["budget"]),
+        health=_health(section["health"]),
+        brainstem=_brainstem(section["brainstem"]),
+        repair=_repair(section["repair"]),
+        locale=locale,
+        im=_im(root.child("im"), locale),
+        providers=None if root.raw("providers") is None else {
+            name: node.value for name, node in root.child("providers").items() if _port(node)},
     )
 
 
@@ -124,28 +202,25 @@ def _port(node: _Node) -> bool:
     return True
 
 
-def _litellm(root: _Node) -> LiteLLMConfig:
-    node = root.child("litellm")
+def _litellm(node: _Node, backup_keys: dict[str, str]) -> LiteLLMConfig:
     node.require_mapping()
     node.reject_unknown({"mode", "url", "proxy_key", "config", "executable", "env", "start_deadline_s",
                          "rss_ceiling_mb", "probe_interval_s", "probe_timeout_s", "failures_to_down",
                          "successes_to_up", "call_timeout_s", "restart_command", "route_env", "tiers"})
     mode = node.choice("mode", ("managed", "external"), "external")
     defaults = LiteLLMConfig(mode="external", url="", tiers={})
-    backup_keys = root.child("api_keys").str_map("backup")
     tiers = {name: _tier(name, tier, backup_keys) for name, tier in node.child("tiers").items()}
     if list(tiers) != ["P1", "P2"]:
         raise ConfigError(node.file, node.key("tiers"), "the tiers P1 (free) and P2 (paid), in that order",
                           ", ".join(tiers) or "none")
     managed = mode == "managed"
-    url = node.str("url").rstrip("/")
     return LiteLLMConfig(
         mode=mode,
-        url=url,
+        url=node.str("url").rstrip("/"),
         tiers=tiers,
-        proxy_key=node.str("proxy_key", "") if node.value.get("proxy_key") else "",
-        config_path=_project_path(node.str("config")) if managed else None,
-        executable=_project_path(node.str("executable", ".venv-litellm/bin/litellm")) if managed else None,
+        proxy_key=node.str("proxy_key", secret=True) if node.raw("proxy_key") else "",
+        config_path=_project_path(node, "config") if managed else None,
+        executable=_project_path(node, "executable", ".venv-litellm/bin/litellm") if managed else None,
         env=node.str_map("env"),
         start_deadline_s=node.seconds("start_deadline_s", defaults.start_deadline_s),
         rss_ceiling_mb=node.seconds("rss_ceiling_mb", defaults.rss_ceiling_mb),
@@ -154,18 +229,40 @@ def _litellm(root: _Node) -> LiteLLMConfig:
         failures_to_down=node.int("failures_to_down", defaults.failures_to_down, minimum=1),
         successes_to_up=node.int("successes_to_up", defaults.successes_to_up, minimum=1),
         call_timeout_s=node.seconds("call_timeout_s", defaults.call_timeout_s),
-        restart_command=node.str("restart_command", "").format_map(
-            {"python": sys.executable, "project": str(PROJECT_ROOT), "config": str(root.file.resolve()),
-             "home": str(omni_home())}),
-        route_env=node.str_map("route_env", secret=False),   # variable *names*, not values
+        restart_command=_restart_command(node),
+        route_env=_route_env(node.child("route_env")),
     )
+
+
+RESTART_FIELDS = ("python", "project", "config", "home")
+
+
+def _restart_command(node: _Node) -> str:
+    template = node.str("restart_command", "")
+    values = {"python": sys.executable, "project": str(PROJECT_ROOT), "config": str(node.file.resolve()),
+              "home": str(omni_home())}
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise ConfigError(node.file, node.key("restart_command"), "a command whose fields are among "
+                          + ", ".join("{%s}" % f for f in RESTART_FIELDS) + " ({{ and }} for literal braces)",
+                          node.shown("restart_command")) from None
+
+
+def _route_env(node: _Node) -> dict[str, str]:
+    """The names of the variables an executor's child gets our route in: names, never values."""
+    if node.value is None:
+        return {}
+    node.require_mapping()
+    node.reject_unknown({"base_url", "api_key"})
+    return {field: node.env_name(field) for field in node.value}
 
 
 def _tier(name: str, node: _Node, backup_keys: dict[str, str]) -> TierConfig:
     node.require_mapping()
     node.reject_unknown({"proxy_model", "direct_model", "direct_api_base", "backup_key", "paid",
                          "input_usd_per_mtok", "output_usd_per_mtok"})
-    key_name = node.str("backup_key")
+    key_name = node.name("backup_key")
     if key_name not in backup_keys:
         raise ConfigError(node.file, f"api_keys.backup.{key_name}", f"a backup key named {key_name!r} "
                           f"(referred to by {node.key('backup_key')})", "nothing")
@@ -201,13 +298,13 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
     for i, sender in enumerate(allow):
         if ":" not in sender or sender.startswith(":"):
             raise ConfigError(node.file, f"{node.key('allow')}[{i}]", "a sender as <channel>:<id> (telegram:4242), "
-                              "or a pattern such as cli:*", repr(sender))
+                              "or a pattern such as cli:*", node.shown("allow", i))
     bridge = node.child("openclaw")
     return ImConfig(
         allow=tuple(allow),
         locale=node.choice("locale", LOCALES, default_locale),
         openclaw=None if bridge.value is None else _openclaw_bridge(bridge),
-        session_key=node.str("session_key") if node.value.get("session_key") is not None else None,
+        session_key=node.str("session_key") if node.raw("session_key") is not None else None,
         wait_ms=node.int("wait_ms", defaults.wait_ms, minimum=1, maximum=300_000),
         recent_s=node.seconds("recent_s", defaults.recent_s),
     )
@@ -236,8 +333,7 @@ def _openclaw_bridge(node: _Node) -> ExecutorConfig:
 
 
 def _brainstem(node: _Node) -> BrainstemConfig:
-    path = node.value.get("model_path") if isinstance(node.value, dict) else None
-    return BrainstemConfig(model_path=_project_path(node.str("model_path")) if path else None,
+    return BrainstemConfig(model_path=_project_path(node, "model_path") if node.raw("model_path") else None,
                            max_tokens=node.int("max_tokens", BrainstemConfig().max_tokens, minimum=1))
 
 
@@ -250,9 +346,8 @@ def _budget(node: _Node) -> BudgetConfig:
 
 def _repair(node: _Node) -> RepairConfig:
     defaults = RepairConfig()
-    kind = node.str("executor_kind", defaults.executor_kind)
     return RepairConfig(
-        executor_kind=kind,
+        executor_kind=node.name("executor_kind", defaults.executor_kind),
         prompt=node.str("prompt", DEFAULT_REPAIR_PROMPT),
         max_per_hour=node.int("max_per_hour", defaults.max_per_hour, minimum=1),
         backoff_initial_s=node.seconds("backoff_initial_s", defaults.backoff_initial_s),
@@ -269,14 +364,18 @@ Diagnose from the last lines of its log below, fix what is needed, then run the 
 {log_tail}"""
 
 
-def _project_path(text: str) -> str:
-    path = Path(text).expanduser()
+def _project_path(node: _Node, name: str, default: str | None = None) -> str:
+    try:
+        path = Path(node.str(name, default)).expanduser()
+    except RuntimeError:   # ~someone who has no home here
+        raise ConfigError(node.file, node.key(name), "a path (a ~user in it must exist on this machine)",
+                          node.shown(name)) from None
     return str(path if path.is_absolute() else PROJECT_ROOT / path)
 
 
 def _supervision(node: _Node) -> SupervisionConfig:
     defaults = SupervisionConfig()
-    return SupervisionConfig(
+    policy = SupervisionConfig(
         strategy=node.choice("strategy", ("one_for_one", "one_for_all", "rest_for_one"), defaults.strategy),
         max_restarts=node.int("max_restarts", defaults.max_restarts, minimum=0),
         within_s=node.seconds("within_s", defaults.within_s),
@@ -285,6 +384,15 @@ def _supervision(node: _Node) -> SupervisionConfig:
         sweep_interval_s=node.seconds("sweep_interval_s", defaults.sweep_interval_s),
         shutdown_timeout_s=node.seconds("shutdown_timeout_s", defaults.shutdown_timeout_s),
     )
+    if policy.crash_loop_s >= policy.within_s:
+        raise ConfigError(
+            node.file, node.path or "supervision",
+            f"settings under which a child crashing at every start escalates: the backoff before its "
+            f"{policy.max_restarts + 1}th crash (supervision.backoff_initial_s doubling up to supervision.backoff_max_s, "
+            f"supervision.max_restarts times) must total less than supervision.within_s; raise within_s, or lower "
+            f"max_restarts or backoff_max_s",
+            f"{policy.crash_loop_s:.4g}s of backoff against within_s {policy.within_s:g}s")
+    return policy
 
 
 def _gateway(node: _Node) -> GatewayConfig:
@@ -292,15 +400,15 @@ def _gateway(node: _Node) -> GatewayConfig:
     host = node.str("host", defaults.host)
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(node.file, node.key("host"), "a loopback address (127.0.0.1, localhost, ::1)",
-                          repr(host))
+                          node.shown("host"))
     path = node.str("path", defaults.path)
     if not path.startswith("/"):
-        raise ConfigError(node.file, node.key("path"), "a URL path starting with '/'", repr(path))
+        raise ConfigError(node.file, node.key("path"), "a URL path starting with '/'", node.shown("path"))
     return GatewayConfig(
         host=host,
         port=node.int("port", defaults.port, minimum=0, maximum=65535),
         path=path,
-        token_env=node.str("token_env", defaults.token_env),
+        token_env=node.env_name("token_env", defaults.token_env),
         generate_token=node.bool("generate_token", defaults.generate_token),
     )
 
@@ -321,7 +429,7 @@ def _executor(node: _Node) -> ExecutorConfig:
     common = dict(
         name=node.path.rsplit(".", 1)[-1],
         transport=transport,
-        tool=node.str("tool"),
+        tool=node.name("tool"),
         arguments=arguments.value,
         slots=node.int("slots", defaults.slots, minimum=1),
         call_timeout_s=node.seconds("call_timeout_s", defaults.call_timeout_s),
@@ -346,15 +454,18 @@ TEMPLATE_FIELDS = ("description", "task_id", "kind", "sender", "home", "tier", "
 
 
 def _check_templates(node: _Node) -> None:
-    """Every `{field}` in an argument template must be one the Executor fills in."""
+    """Every `{field}` in an argument template must be one the Executor fills in; no key is written in one."""
     def check(value: Any, key_path: str) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                check(item, f"{key_path}.{key}")
+                check(item, f"{key_path}.{_shown_name(key)}")
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 check(item, f"{key_path}[{i}]")
         elif isinstance(value, str):
+            if not node.owner_only and _looks_like_key(value):
+                raise ConfigError(node.file, key_path, "no literal key in a template (pass it to the server in "
+                                  "its env as a ${ENV_NAME} reference, or chmod 600 this file)", "a literal key")
             try:
                 fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
             except ValueError as err:
@@ -376,47 +487,69 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
         for position, name in enumerate(names):
             if name not in executors:
                 raise ConfigError(rule.file, f"{rule.key('executors')}[{position}]",
-                                  f"one of the configured executors ({', '.join(executors)})", repr(name))
+                                  f"one of the configured executors ({', '.join(executors)})",
+                                  rule.shown("executors", position))
         if not names:
             raise ConfigError(rule.file, rule.key("executors"), "at least one executor name")
-        rules.append(RoutingRule(kind=rule.str("kind"), executors=tuple(names),
+        rules.append(RoutingRule(kind=rule.name("kind"), executors=tuple(names),
                                  patterns=tuple(rule.pattern_list("match")),
                                  tier=rule.choice("tier", ("P1", "P2"), "P1")))
     if not rules:
         raise ConfigError(node.file, node.key("rules"), "at least one routing rule")
     kinds = [rule.kind for rule in rules]
-    default_kind = node.str("default_kind", kinds[-1])
+    default_kind = node.name("default_kind", kinds[-1])
     if default_kind not in kinds:
         raise ConfigError(node.file, node.key("default_kind"), f"one of the rule kinds ({', '.join(kinds)})",
-                          repr(default_kind))
+                          node.shown("default_kind"))
     return RoutingConfig(rules=tuple(rules), default_kind=default_kind,
                          classify_with_model=node.bool("classify_with_model", False))
 
 
 class _Node:
-    """A value at a key path in one file; its accessors validate and explain."""
+    """A value at a key path in one file; its accessors validate and explain. An error quotes the value as
+    the file wrote it (`${NAME}`), never what the environment put in its place."""
 
     def __init__(self, file: Path, path: str, value: Any, owner_only: bool):
-        self.file, self.path, self.value, self._owner_only = file, path, value, owner_only
+        self.file, self.path, self.value, self.owner_only = file, path, value, owner_only
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
+    def raw(self, name: str) -> Any:
+        return self.value.get(name) if isinstance(self.value, dict) else None
+
+    def given(self, name: str) -> bool:
+        return isinstance(self.value, dict) and name in self.value
+
+    def shown(self, name: str, index: int | None = None) -> str:
+        """The value at `name` (or its item `index`), as an error may quote it."""
+        value, key_path = self.raw(name), self.key(name)
+        if index is not None:
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+            key_path = f"{key_path}[{index}]"
+        return _describe(value, key_path)
+
     def child(self, name: str) -> _Node:
-        value = self.value.get(name) if isinstance(self.value, dict) else None
-        return _Node(self.file, self.key(name), value, self._owner_only)
+        return _Node(self.file, self.key(name), self.raw(name), self.owner_only)
+
+    def section(self, name: str, known: set[str]) -> _Node:
+        node = self.child(name)
+        node.require_mapping()
+        node.reject_unknown(known)
+        return node
 
     def require_mapping(self) -> None:
         if self.value is None:
             self.value = {}
         if not isinstance(self.value, dict):
-            raise ConfigError(self.file, self.path, "a mapping", type(self.value).__name__)
+            raise ConfigError(self.file, self.path, "a mapping", _describe(self.value, self.path))
 
     def reject_unknown(self, known: set[str]) -> None:
         for name in self.value:
             if name not in known:
-                raise ConfigError(self.file, self.key(str(name)), f"one of the keys {', '.join(sorted(known))}",
-                                  "an unknown key")
+                near = difflib.get_close_matches(str(name), sorted(known), n=1)
+                raise ConfigError(self.file, self.key(_shown_name(name)), f"one of the keys {', '.join(sorted(known))}",
+                                  "an unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
 
     def items(self) -> list[tuple[str, _Node]]:
         self.require_mapping()
@@ -426,8 +559,8 @@ class _Node:
         if self.value is None:
             return []
         if not isinstance(self.value, list):
-            raise ConfigError(self.file, self.path, "a list", type(self.value).__name__)
-        return [_Node(self.file, f"{self.path}[{i}]", item, self._owner_only) for i, item in enumerate(self.value)]
+            raise ConfigError(self.file, self.path, "a list", _describe(self.value, self.path))
+        return [_Node(self.file, f"{self.path}[{i}]", item, self.owner_only) for i, item in enumerate(self.value)]
 
     def _get(self, name: str, default: Any, expected: str, accept: Callable[[Any], bool]) -> Any:
         value = self.value.get(name, default) if isinstance(self.value, dict) else default
@@ -437,10 +570,24 @@ class _Node:
             raise ConfigError(self.file, self.key(name), expected, _describe(value, self.key(name)))
         return value
 
-    def str(self, name: str, default: Any = None) -> str:
-        default = _REQUIRED if default is None else default
-        value = self._get(name, default, "a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
-        return self._expand(value, self.key(name))
+    def str(self, name: str, default: str | None = None, secret: bool = False) -> str:
+        if default is not None and not self.given(name):
+            return default
+        value = self._get(name, _REQUIRED, "a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
+        return self._expand(value, self.key(name), secret)
+
+    def name(self, name: str, default: str | None = None) -> str:
+        """A name other settings refer to (a kind, a tool, a backup key): as written, never expanded."""
+        if default is not None and not self.given(name):
+            return default
+        return self._get(name, _REQUIRED, "a non-empty name (letters, digits, _ . : / -; as written, no ${…})",
+                         lambda v: isinstance(v, str) and bool(_NAME.fullmatch(v)) and not _looks_like_key(v))
+
+    def env_name(self, name: str, default: str | None = None) -> str:
+        if default is not None and not self.given(name):
+            return default
+        return self._get(name, _REQUIRED, "the name of an environment variable (letters, digits, _)",
+                         lambda v: isinstance(v, str) and bool(_ENV_NAME.fullmatch(v)))
 
     def int(self, name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
         expected = "a whole number" + (f" >= {minimum}" if minimum is not None else "") + (
@@ -449,18 +596,16 @@ class _Node:
                          and (minimum is None or v >= minimum) and (maximum is None or v <= maximum))
 
     def seconds(self, name: str, default: float) -> float:
-        return float(self._get(name, default, "a positive number of seconds",
-                               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0))
+        return float(self._get(name, default, "a positive number of seconds", lambda v: _finite(v) and v > 0))
 
     def amount(self, name: str, default: float) -> float:
-        return float(self._get(name, default, "a number >= 0",
-                               lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0))
+        return float(self._get(name, default, "a number >= 0", lambda v: _finite(v) and v >= 0))
 
     def bool(self, name: str, default: bool) -> bool:
         return self._get(name, default, "true or false", lambda v: isinstance(v, bool))
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> Any:
-        return self._get(name, default, "one of " + ", ".join(options), lambda v: v in options)
+        return self._get(name, default, "one of " + ", ".join(options), lambda v: isinstance(v, str) and v in options)
 
     def str_list(self, name: str) -> list[str]:
         items = self._get(name, [], "a list of strings",
@@ -470,7 +615,8 @@ class _Node:
     def str_map(self, name: str, secret: bool = True) -> dict[str, str]:
         items = self._get(name, {}, "a mapping of names to strings",
                           lambda v: isinstance(v, dict) and all(isinstance(i, (str, int, float)) for i in v.values()))
-        return {str(k): self._expand(str(v), f"{self.key(name)}.{k}", secret=secret) for k, v in items.items()}
+        return {str(k): self._expand(str(v), f"{self.key(name)}.{_shown_name(k)}", secret=secret)
+                for k, v in items.items()}
 
     def pattern_list(self, name: str) -> list[re.Pattern[str]]:
         patterns = []
@@ -478,11 +624,13 @@ class _Node:
             try:
                 patterns.append(re.compile(text, re.IGNORECASE))
             except re.error as err:
-                raise ConfigError(self.file, f"{self.key(name)}[{i}]", "a valid regular expression", str(err))
+                from_environment = _ENV_REFERENCE.search(str(self.raw(name)[i]))
+                raise ConfigError(self.file, f"{self.key(name)}[{i}]", "a valid regular expression",
+                                  self.shown(name, i) + ("" if from_environment else f" ({err})")) from None
         return patterns
 
     def _expand(self, text: str, key_path: str, secret: bool = False) -> str:
-        """Replace `${NAME}` with the environment's value; a literal secret needs an owner-only file."""
+        """Replace `${NAME}` with the environment's value; a literal key needs an owner-only file."""
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name not in os.environ and default is not None:
@@ -491,23 +639,80 @@ class _Node:
                 raise ConfigError(self.file, key_path, f"environment variable {name} to be set", "nothing (it is unset)")
             return os.environ[name]
 
-        if secret and not _ENV_REFERENCE.search(text) and _looks_secret(key_path) and not self._owner_only:
-            raise ConfigError(self.file, key_path, "a ${ENV_NAME} reference (a literal secret is only "
-                              "accepted in a file readable by its owner alone: chmod 600)", "a literal value")
+        if not self.owner_only:
+            if _looks_like_key(_literal_part(text)):
+                raise ConfigError(self.file, key_path, "a ${ENV_NAME} reference where a key stands (a literal key "
+                                  "is only accepted in a file readable by its owner alone: chmod 600)", "a literal key")
+            if secret and _secret_slot(key_path) and not _ENV_REFERENCE.search(text):
+                raise ConfigError(self.file, key_path, "a ${ENV_NAME} reference (a literal secret is only "
+                                  "accepted in a file readable by its owner alone: chmod 600)", "a literal value")
         return _ENV_REFERENCE.sub(substitute, text)
 
 
 _REQUIRED = object()
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 3, 6, 6
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = _SHORT_REPR.maxlong = 40
+_KINDS = {str: "string", int: "number", float: "number", bool: "boolean", list: "list", dict: "mapping"}
 
 
-def _looks_secret(key_path: str) -> bool:
-    return bool(re.search(r"(key|token|secret|password|authorization)", key_path, re.IGNORECASE))
+def _finite(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:   # an int too large for a float
+        return False
+
+
+def _literal_part(text: str) -> str:
+    """What the file itself says, around and inside (as defaults) its `${…}` references."""
+    return _ENV_REFERENCE.sub(lambda m: m.group(2) or "", text)
+
+
+def _looks_secret(name: str) -> bool:
+    return bool(re.search(r"(key|token|secret|passw|authorization|cookie|credential)", name, re.IGNORECASE))
+
+
+def _secret_slot(key_path: str) -> bool:
+    """A place where only a secret stands: a variable or header named like one, or anything under api_keys."""
+    return key_path.startswith("api_keys.") or _looks_secret(key_path.rsplit(".", 1)[-1])
+
+
+def _looks_like_key(text: str) -> bool:
+    return any(_key_shaped(match.group()) for match in _KEY_SHAPES.finditer(text))
+
+
+def _key_shaped(token: str) -> bool:
+    return not (token.isalpha() or token.isdigit())   # a long word or a long number is no key
+
+
+def _redact_keys(text: str) -> str:
+    return _KEY_SHAPES.sub(lambda m: "(a key, not shown)" if _key_shaped(m.group()) else m.group(), text)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _shown_name(name: Any) -> str:
+    return "(a name shaped like a key)" if _looks_like_key(str(name)) else str(name)
 
 
 def _describe(value: Any, key_path: str) -> str:
+    """A value as an error quotes it: environment references as written, secrets and keys not at all."""
     if value is None:
         return "nothing"
-    if any(part in _SECRET_KEYS for part in key_path.split(".")):
-        return f"a {type(value).__name__} (value not shown)"
-    text = repr(value)
-    return text if len(text) <= 60 else f"{type(value).__name__} ({len(text)} characters)"
+    kind = _KINDS.get(type(value), type(value).__name__)
+    parts = [part for part in re.split(r"[.\[\]]", key_path) if part]
+    secret = any(part in _SECRET_KEYS for part in parts) or (parts and _looks_secret(parts[-1]))
+    if isinstance(value, str) and _ENV_REFERENCE.search(value) and not (secret and _literal_part(value)):
+        written = _ENV_REFERENCE.sub(lambda m: "${%s}" % m.group(1), value)
+        shown = written if _ENV_REFERENCE.fullmatch(value) else repr(written)
+        return f"{shown if len(shown) <= 80 else shown[:77] + '...'} (from the environment, value not shown)"
+    if secret:
+        return f"a {kind} (value not shown)"
+    text = repr(value) if isinstance(value, str) else _SHORT_REPR.repr(value)   # YAML aliases can nest without end
+    if _looks_like_key(text):
+        return f"a {kind} that looks like a key (value not shown)"
+    return text if len(text) <= 60 else f"a {kind} of {len(text)} characters"

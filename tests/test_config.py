@@ -40,7 +40,7 @@ def test_the_shipped_configs_load(monkeypatch):
 
 @pytest.mark.parametrize("change, key_path, expected", [
     (lambda raw: raw["executors"]["coder"].update(slots="many"), "executors.coder.slots", "a whole number >= 1"),
-    (lambda raw: raw["executors"]["coder"].pop("tool"), "executors.coder.tool", "a non-empty string"),
+    (lambda raw: raw["executors"]["coder"].pop("tool"), "executors.coder.tool", "a non-empty name"),
     (lambda raw: raw["executors"]["coder"].update(transport="carrier-pigeon"), "executors.coder.transport",
      "one of stdio, http"),
     (lambda raw: raw["routing"]["rules"][0].update(executors=["nobody"]), "routing.rules[0].executors[0]",
