@@ -56,6 +56,8 @@ def write_config(omni_home) -> Callable[..., Path]:
             raw["routing"]["classify_with_model"] = False
         else:
             raw = overlay(raw, models)
+        if "openclaw" in raw.get("im", {}):   # the stub bridge's admin endpoint on a free port, as the gateway's
+            raw["im"]["openclaw"]["args"] = ["-m", "sandbox.openclaw_stub", "--admin-port", "0"]
         raw = overlay(raw, {"gateway": {"port": 0, "generate_token": False},
                           "supervision": {"backoff_initial_s": 0.01, "sweep_interval_s": 0.2},
                           "tasks": {"reconcile_interval_s": 0.5}})
