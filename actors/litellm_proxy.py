@@ -238,9 +238,14 @@ def _running_pid(cfg: LiteLLMConfig, paths: ProxyPaths) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    """True for a live process; reaps our own exited children; a zombie counts as dead."""
+    """True for a live process; reaps our own exited children; a zombie counts as dead.
+
+    Our own child is alive until reaped: while it exits its command line is already empty, and calling it
+    gone then would leave a zombie behind (and a pid that still exists) after `stop_proxy` returned."""
     child = _children.get(pid)
-    if child is not None and child.poll() is not None:
+    if child is not None:
+        if child.poll() is None:
+            return True
         _children.pop(pid, None)
         return False
     try:
