@@ -7,6 +7,10 @@ real call counts as one too. A proxy answering 429 `all_deployments_in_cooldown`
 tier down, it does not bypass the proxy. A call that finds the proxy unreachable is retried once on the
 direct route, so callers do not see the failover.
 
+While a managed proxy starts (with the tree, or in a planned restart) its silence is no outage: calls
+go direct until it answers, and the route shown says so. A start that fails, as the ProxyKeeper tells
+(or answers a new guard), is an outage at once: direct, `LiteLLMDown`, the repair flow.
+
 >>> future = directory.ask("litellm_guard", Complete(({"role": "user", "content": "ping"},), purpose="health"))
 >>> future.result(timeout=30).route
 'proxy'
@@ -26,9 +30,11 @@ from config import BudgetConfig, LiteLLMConfig, TierConfig
 from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown,
                       LiteLLMUp, Notice, Probe, ProbeResult, ProxyRestarting, RecordCost, RecordSystemEvent,
                       RouteChanged, SumCosts, TierChoice)
+from messages.models import LastStartFailure, ProxyDidNotStart, Route
 from texts import say
 
 from .budget import Budget, BudgetExceeded, day_start, month_start
+from .directory import ActorUnavailable
 from .journal import Journal
 from .model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
                           call_via_proxy, probe_liveliness)
@@ -57,7 +63,7 @@ class LiteLLMGuard(SupervisedActor):
             ([litellm.proxy_key] if litellm.proxy_key else [])
         self.route = "proxy"
         self._failures = self._successes = 0
-        self._started_at = time.monotonic()
+        self._waiting_since: float | None = time.monotonic()   # a proxy starting: its silence is no outage
         self._answered_once = False
         self._cooling_until: dict[str, float] = {}
         self._client: httpx2.AsyncClient | None = None
@@ -77,6 +83,7 @@ class LiteLLMGuard(SupervisedActor):
         self.loop.loop.call_soon_threadsafe(self.loop.loop.run_in_executor, None, _warm_litellm)
         self.loop.tell_every(self._config.probe_interval_s, self.actor_ref, Probe())
         self.actor_ref.tell(Probe())
+        self._learn_a_failed_start()
 
     def release(self) -> None:
         if self._client is not None:
@@ -93,12 +100,13 @@ class LiteLLMGuard(SupervisedActor):
             case Probe():                      self._probe()
             case ProbeResult() as result:      self._probed(result)
             case ProxyRestarting():            self._await_start()
+            case ProxyDidNotStart(reason=why): self._start_failed(why)
             case _:                            return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
-        return {"route": self.route, "proxy_url": self._config.url, "proxy_answered": self._answered_once,
-                "probe_failures": self._failures,
+        return {"route": self._call_route(), "proxy_starting": self._starting_up(), "proxy_url": self._config.url,
+                "proxy_answered": self._answered_once, "probe_failures": self._failures,
                 "calls": dict(self._calls), "budget": self.budget.snapshot() if self.budget else {},
                 "cooling": {tier: round(until - now, 1) for tier, until in self._cooling_until.items() if until > now}}
 
@@ -122,11 +130,34 @@ class LiteLLMGuard(SupervisedActor):
 
     def _await_start(self) -> None:
         """A planned restart: until the proxy answers again (or its start deadline passes) silence is
-        expected; calls meanwhile find it unreachable and are answered directly."""
-        self._answered_once, self._started_at = False, time.monotonic()
+        expected; calls meanwhile are answered directly."""
+        self._answered_once, self._waiting_since = False, time.monotonic()
+
+    def _start_failed(self, reason: str) -> None:
+        """A start that failed ends the wait at once: the proxy is down, not slow (degraded, repair flow)."""
+        was_waiting, self._waiting_since = not self._answered_once, None
+        if was_waiting and self.route == "proxy":
+            self._switch("direct", f"the managed proxy did not start: {reason}")
+
+    def _learn_a_failed_start(self) -> None:
+        """A start that failed before this incarnation began was told to nobody: ask the keeper."""
+        if self._config.mode != "managed":
+            return
+        try:
+            reason = self.directory.ask("litellm_proxy", LastStartFailure(), timeout_s=2)
+        except ActorUnavailable:
+            return   # no keeper now: its next start's outcome will be told
+        if reason is not None:
+            self._start_failed(reason)
 
     def _starting_up(self) -> bool:
-        return not self._answered_once and time.monotonic() - self._started_at < self._config.start_deadline_s
+        return (self._waiting_since is not None and not self._answered_once
+                and time.monotonic() - self._waiting_since < self._config.start_deadline_s)
+
+    def _call_route(self) -> Route:
+        """The route calls take now (and the one shown): the proxy only once it has answered since it
+        (re)started; until then calls go direct rather than to a proxy that is not there yet."""
+        return "proxy" if self.route == "proxy" and self._answered_once else "direct"
 
     def _switch(self, route: str, why: str) -> None:
         self.route = route
@@ -227,7 +258,7 @@ class LiteLLMGuard(SupervisedActor):
 
     async def _call_on_route(self, tier: TierConfig, request: Complete) -> tuple[str, Answer]:
         timeout = request.timeout_s or self._config.call_timeout_s
-        if self.route == "proxy":
+        if self._call_route() == "proxy":
             try:
                 return "proxy", await call_via_proxy(self._client, self._config.url, self._config.proxy_key, tier,
                                                      request.messages, request.max_tokens, timeout)

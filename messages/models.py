@@ -96,3 +96,33 @@ class SumCosts:
     """Spend since `since` (epoch seconds): answers {tier: {"usd": float, "calls": int}}."""
 
     since: float
+
+
+# --- the managed proxy's keeper (ProxyKeeper) and the guard ----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ProxyDidNotStart:
+    """The ProxyKeeper's start or restart of the managed proxy failed (the process exited, the deadline
+    passed, the port is taken): told to the LiteLLMGuard, which stops waiting for it and goes direct."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LastStartFailure:
+    """Ask the ProxyKeeper: why its last start of the proxy failed, or None (none failed, or the proxy
+    answers since). A guard that starts after the failure learns it this way."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProxy:
+    """Periodic (ProxyKeeper): read the proxy (pid, RSS, liveliness) afresh, off the actor thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRead:
+    """A reading of the managed proxy, as `proxy_status` gives it; `generation` fences readings taken
+    across a start or restart."""
+
+    status: Mapping[str, Any]
+    generation: int

@@ -1,0 +1,94 @@
+"""The managed proxy's keeper, with a real LiteLLM proxy process in front of the simulated providers:
+a start that fails is reported at once (the route goes direct, the mode degraded, the repair flow
+begins), and its snapshot never waits on the proxy.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from actors.gateway_client import GatewaySession
+from messages import GetMode, Introspect
+
+from .conftest import TOKEN, wait_until
+from .test_litellm_failover import ask_model, guard, notices, proxy_pid, start_with_models
+
+SNAPSHOT_BOUND_S = 0.5   # a snapshot that waits on the proxy takes the probe timeout (0.8 s) or hangs
+
+
+def system_status(tree) -> dict:
+    async def ask():
+        async with GatewaySession(tree.url, TOKEN) as gateway:
+            return await gateway.call("system_status")
+    return asyncio.run(ask())
+
+
+def keeper(tree, timeout_s: float = 10) -> dict:
+    return tree.ask("litellm_proxy", Introspect(), timeout_s=timeout_s)
+
+
+def repair_tasks(tree) -> list[str]:
+    with sqlite3.connect(tree.cfg.database_path) as db:
+        return [row[0] for row in db.execute("select state from task where kind = 'repair'")]
+
+
+def reported_down_at_once(tree, bound_s: float = 5) -> None:
+    """What a user sees once the keeper's start failed: direct calls, degraded mode, a repair under way."""
+    wait_until(lambda: tree.ask("system_mode", GetMode())["mode"] == "degraded", bound_s, "degraded mode")
+    status = system_status(tree)
+    assert (status["mode"], status["route"]) == ("degraded", "direct")
+    assert guard(tree)["route"] == "direct"
+    assert ask_model(tree).route == "direct"
+    wait_until(lambda: repair_tasks(tree), 10, "a repair task")
+    assert any("LiteLLM model router is down" in text for text in notices(tree))
+
+
+def test_a_proxy_killed_while_starting_is_reported_at_once(start_tree, write_config, models_world, omni_home):
+    models_world["litellm"]["restart_command"] = "/bin/false"   # the repair fails: the proxy stays down
+    tree = start_tree(write_config(models=models_world), wait_for_executors=False)
+    pid_file = omni_home / "litellm.pid"
+    wait_until(pid_file.exists, 30, "the keeper spawning the proxy")
+    os.kill(proxy_pid(omni_home), signal.SIGKILL)   # a fresh process: it is seconds from answering
+    assert not guard(tree)["proxy_answered"], "killed while starting"
+    reported_down_at_once(tree)   # not after the start deadline (60 s here)
+    assert keeper(tree)["start_failure"].startswith("LiteLLM proxy exited")
+
+
+def test_a_taken_port_is_reported_at_once(start_tree, write_config, models_world):
+    port = int(models_world["litellm"]["url"].rsplit(":", 1)[1])
+    with socket.socket() as squatter:   # listens and never answers: not a proxy
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(16)
+        models_world["litellm"]["restart_command"] = "/bin/false"
+        tree = start_tree(write_config(models=models_world), wait_for_executors=False)
+        reported_down_at_once(tree)
+        assert any(f"already listens on 127.0.0.1:{port}" in text for text in notices(tree))
+
+
+def test_snapshots_answer_at_once_while_the_proxy_hangs(start_tree, write_config, models_world, omni_home):
+    models_world["litellm"]["restart_command"] = "/bin/false"   # keep the hung proxy in place
+    tree = start_with_models(start_tree, write_config, models_world)
+    wait_until(lambda: keeper(tree)["answers"], 10, "the keeper reading a live proxy")
+    pid = proxy_pid(omni_home)
+    os.kill(pid, signal.SIGSTOP)   # its socket still accepts; nothing answers
+    try:
+        asked, mailboxes = 0, []
+        deadline = time.monotonic() + 15
+        while True:   # asking as the console does, only faster: every answer comes within the bound
+            reading = keeper(tree, timeout_s=SNAPSHOT_BOUND_S)
+            mailboxes += [reading["mailbox"],
+                          tree.ask("litellm_guard", Introspect(), timeout_s=SNAPSHOT_BOUND_S)["mailbox"]]
+            asked += 1
+            if reading["answers"] is False and asked >= 12:
+                break   # meanwhile the slow reading went on, on the keeper's own timer, and saw the hang
+            if time.monotonic() > deadline:
+                pytest.fail(f"the keeper's snapshot never said the hung proxy does not answer: {reading}")
+        assert max(mailboxes) <= 1, f"messages pile up in the mailboxes: {sorted(mailboxes)[-5:]}"
+    finally:
+        os.kill(pid, signal.SIGCONT)
