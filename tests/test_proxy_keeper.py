@@ -38,15 +38,19 @@ def repair_tasks(tree) -> list[str]:
         return [row[0] for row in db.execute("select state from task where kind = 'repair'")]
 
 
-def reported_down_at_once(tree, bound_s: float = 5) -> None:
-    """What a user sees once the keeper's start failed: direct calls, degraded mode, a repair under way."""
+def reported_down_at_once(tree, bound_s: float = 5) -> float:
+    """What a user sees once the keeper's start failed: direct calls, degraded mode, a repair under way.
+    The seconds it took to reach degraded mode."""
+    began = time.monotonic()
     wait_until(lambda: tree.ask("system_mode", GetMode())["mode"] == "degraded", bound_s, "degraded mode")
+    took = time.monotonic() - began
     status = system_status(tree)
     assert (status["mode"], status["route"]) == ("degraded", "direct")
     assert guard(tree)["route"] == "direct"
     assert ask_model(tree).route == "direct"
     wait_until(lambda: repair_tasks(tree), 10, "a repair task")
     assert any("LiteLLM model router is down" in text for text in notices(tree))
+    return took
 
 
 def test_a_proxy_killed_while_starting_is_reported_at_once(start_tree, write_config, models_world, omni_home):
@@ -56,7 +60,8 @@ def test_a_proxy_killed_while_starting_is_reported_at_once(start_tree, write_con
     wait_until(pid_file.exists, 30, "the keeper spawning the proxy")
     os.kill(proxy_pid(omni_home), signal.SIGKILL)   # a fresh process: it is seconds from answering
     assert not guard(tree)["proxy_answered"], "killed while starting"
-    reported_down_at_once(tree)   # not after the start deadline (60 s here)
+    took = reported_down_at_once(tree)   # not after the start deadline (60 s here)
+    print(f"\n[measure] SIGKILL while starting -> degraded mode: {took:.2f} s")
     assert keeper(tree)["start_failure"].startswith("LiteLLM proxy exited")
 
 
@@ -78,10 +83,12 @@ def test_snapshots_answer_at_once_while_the_proxy_hangs(start_tree, write_config
     pid = proxy_pid(omni_home)
     os.kill(pid, signal.SIGSTOP)   # its socket still accepts; nothing answers
     try:
-        asked, mailboxes = 0, []
+        asked, mailboxes, slowest = 0, [], 0.0
         deadline = time.monotonic() + 15
         while True:   # asking as the console does, only faster: every answer comes within the bound
+            began = time.perf_counter()
             reading = keeper(tree, timeout_s=SNAPSHOT_BOUND_S)
+            slowest = max(slowest, time.perf_counter() - began)
             mailboxes += [reading["mailbox"],
                           tree.ask("litellm_guard", Introspect(), timeout_s=SNAPSHOT_BOUND_S)["mailbox"]]
             asked += 1
@@ -90,5 +97,6 @@ def test_snapshots_answer_at_once_while_the_proxy_hangs(start_tree, write_config
             if time.monotonic() > deadline:
                 pytest.fail(f"the keeper's snapshot never said the hung proxy does not answer: {reading}")
         assert max(mailboxes) <= 1, f"messages pile up in the mailboxes: {sorted(mailboxes)[-5:]}"
+        print(f"\n[measure] {asked} keeper snapshots of a hung proxy, slowest {slowest * 1000:.1f} ms")
     finally:
         os.kill(pid, signal.SIGCONT)
