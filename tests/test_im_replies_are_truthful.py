@@ -46,7 +46,7 @@ def test_out_of_range_task_numbers_are_bad_arguments_and_mode_says_what_runs(wri
 
 
 def test_an_internal_error_reaches_the_user_as_an_id_that_is_in_the_log(write_config, start_tree, caplog):
-    tree = start_tree(write_config())
+    tree = start_tree(write_config(im={"openclaw": None}))   # no bridge: nothing else writes while it is locked
     chat = GatewayChat(tree.url, sender="cli:me")
     locker = sqlite3.connect(tree.cfg.database_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")             # another program holds the write lock past busy_timeout
