@@ -5,7 +5,9 @@
   (bench/_litellm.py).
 - `brainstem`: the local model's cold load, memory and generation, and cloud-outage timings (suspend,
   resume) in an in-process tree with a real LiteLLM proxy (bench/_brainstem.py).
-- `all`: all three, in that order.
+- `chaos`: tasks submitted by retrying clients while the supervisor is SIGKILLed again and again: how many
+  were duplicated or lost, with idempotency keys and without (bench/_chaos.py).
+- `all`: spine, litellm and brainstem, in that order.
 """
 from __future__ import annotations
 
@@ -72,10 +74,10 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
-    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "all"), default="spine",
+    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "chaos", "all"), default="spine",
                         help="spine (default): floor and no-op tasks end to end; litellm: model-route overhead "
                              "and proxy failover; brainstem: local model load/memory and outage timings; "
-                             "all: all three")
+                             "chaos: duplicates and losses under SIGKILLs; all: the first three")
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke check")
     parser.add_argument("--keep", action="store_true", help="keep the temp $OMNI_HOME (logs) and print its path")
     args = parser.parse_args(argv)
@@ -96,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(machine(), flush=True)
         status = brainstem_bench(quick=args.quick, keep=args.keep) or status
+    if args.which == "chaos":
+        from ._chaos import run as chaos_bench
+        print(machine(), flush=True)
+        status = chaos_bench(quick=args.quick, keep=args.keep)
     return status
 
 

@@ -78,6 +78,13 @@ class Orchestrator:
             time.sleep(0.05)
         self.url = url_file.read_text().strip()
 
+    def kill_and_restart(self) -> None:
+        """SIGKILL the supervisor and its MCP server children, then start it again on the same home."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        (self.home / "gateway.url").unlink(missing_ok=True)
+        self._start()
+
     def _stop(self) -> None:
         """Terminate, wait, kill if need be, then kill the process group (its MCP server children)."""
         process = self.process
