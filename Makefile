@@ -10,8 +10,12 @@ STAMP := $(VENV)/.installed
 # The LiteLLM proxy runs from its own venv: litellm[proxy] pins rich<14 and its own web stack.
 LITELLM_VENV := .venv-litellm
 LITELLM_STAMP := $(LITELLM_VENV)/.installed
+# Node and the real OpenClaw (for the tests against it), pinned by sandbox/openclaw/*lock*, in a cache beside
+# the project that every clone on the machine shares; the second run is instant (stamps hold the locks' hashes).
+OMNI_CACHE ?= $(abspath $(CURDIR)/..)/.omni-cache
+export OMNI_CACHE
 
-.PHONY: setup run test bench lock clean
+.PHONY: setup openclaw run test bench lock clean
 
 setup: $(STAMP) $(LITELLM_STAMP)
 
@@ -25,10 +29,13 @@ $(LITELLM_STAMP): requirements-litellm.lock
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(LITELLM_VENV)/bin/pip install --disable-pip-version-check -q -r requirements-litellm.lock $(QUIET_PIP)
 	touch $(LITELLM_STAMP)
 
+openclaw:
+	$(PYTHON) sandbox/openclaw_install.py --cache $(OMNI_CACHE)
+
 run: setup
 	$(PY) supervisor.py $(ARGS)
 
-test: setup
+test: setup openclaw
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
