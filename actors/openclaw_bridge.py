@@ -6,28 +6,34 @@ long-polls `events_wait(after_cursor, timeout_ms)` on the shared loop (each outc
 the sender OpenClaw names (`telegram:4242`), and answers with `messages_send(session_key, text)`. Our
 own replies echo back as `assistant` events: they are skipped, or the bridge would talk to itself.
 
-News goes back to the conversation a task came from: the StateStore tells us every `TaskChanged`, and a
-task from IM that completed or failed is reported to its sender's conversation (the sender → session key
-map is kept in the store). Notices from SystemMode go to the senders they name, or, naming nobody, to
-every sender seen within `im.recent_s`.
+Every message exactly once, none lost:
+- A message's identity is OpenClaw's own (`<session key>:<message id>`, the same in a live event and in the
+  transcript). The StateStore remembers every message handled (`im_inbound`), in the same transaction as
+  the reply it queued, so a message seen again (a replayed queue, a transcript read twice) is passed over.
+- The live queue lives in the bridge process and misses what happened while no bridge ran, or while it
+  reconnected to a restarted OpenClaw gateway. So the transcripts are read too (`conversations_list`,
+  `messages_read`): whenever a link opens, and every `im.catch_up_s`. A message found there that was not
+  handled is handled then. On the very first start, older history is left alone.
+- Tasks created from IM carry the message's identity as their idempotency key: a crash between creating
+  the task and recording the message makes no second task.
 
-Exactly once, and durable:
-- The bridge's event queue and cursors live in its process: a new process starts again at cursor 1 and
-  queues only what happens while it runs. So the bridge process outlives a crash of this actor: the next
-  incarnation adopts the open link and resumes after the cursor saved in the store.
-- Each message is handled whole in one mailbox turn: interpreted (plain actor asks, as every actor
-  makes), the cursor saved with the sender's conversation, the reply started on the loop (it completes
-  even if this actor then crashes). A crash falls between two messages, never inside one.
-- A new bridge process (the first start, or the old one died and is respawned with backoff) starts at
-  cursor 0. What users wrote while no bridge process ran is in no queue (OpenClaw keeps it in the
-  transcript, `messages_read`); this actor does not replay transcripts.
+Replies in order, to their own sender only:
+- Everything sent (a reply, a task's news, a notice) is first queued in the store (`im_outbound`) and
+  leaves one at a time per conversation, in the order queued: a task's receipt before its completion, and
+  nothing queued is lost to a crash (it is sent when the actor or the link comes back).
+- News goes to the conversation of the sender who created the task, and only if OpenClaw keeps that
+  conversation for that sender alone: a session key shared by senders (OpenClaw's `session.dmScope: main`)
+  would deliver to whoever wrote last, so messages arriving in one are refused (logged, not answered).
 - News announced while this actor was restarting is made good in `started()`: IM tasks that ended after
   the last one reported are reported then.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import math
+import re
 import time
 import uuid
 from pathlib import Path
@@ -37,8 +43,10 @@ import mcp_types
 from mcp.shared.exceptions import MCPError
 
 from config.schema import ImConfig
-from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, MessageSent, Notice, Respawn,
-                      SaveState, TaskChanged, TaskView, WaitAgain)
+from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, MessageSent, Notice, RecordSystemEvent,
+                      Respawn, SaveState, TaskChanged, TaskView, WaitAgain)
+from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SeenInbound,
+                         SendAgain, TranscriptsRead)
 from surfaces.commands import CommandInterpreter, allowed, task_news
 
 from .journal import Journal
@@ -47,11 +55,16 @@ from .supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import TaskState
 
 STORE = "state_store"
-NEEDED_TOOLS = frozenset({"events_wait", "messages_send"})
-CATCH_UP_LIMIT = 200
+NEEDED_TOOLS = frozenset({"events_wait", "messages_send", "conversations_list", "messages_read"})
+CATCH_UP_LIMIT = 200                     # tasks' news made good after a restart; also messages_read's maximum
+CONVERSATIONS_LIMIT = 500                # conversations_list's maximum
+SEND_RETRY_S = 1.0
 # Bridge processes kept open across a crash of their actor, for its next incarnation:
 # (the loop's id, the actor's name) → (link id, link).
 KEPT_LINKS: dict[tuple[int, str], tuple[str, BridgeLink]] = {}
+# Sends on their way, which a crash of their actor does not stop: its next incarnation waits for them rather
+# than sending them again. (the loop's id, the actor's name, outbound id) → the call.
+IN_FLIGHT: dict[tuple[int, str, int], concurrent.futures.Future[Any]] = {}
 
 
 class BridgeCallFailed(Exception):
@@ -80,26 +93,63 @@ class BridgeLink(McpLink):
         return dict(result.structured_content or {})
 
 
-def inbound_message(event: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(sender, session key, text) of a user's text message that has a delivery route; None for anything
-    else (our own replies echoing back as `assistant`, approvals, messages without text or route).
+def inbound_message(event: Mapping[str, Any]) -> InboundMessage | None:
+    """A user's text message with a delivery route, from a live event; None for anything else (our own replies
+    echoing back as `assistant`, approvals, messages without text or route).
 
-    >>> inbound_message({"type": "message", "role": "user", "sessionKey": "agent:main:main", "text": "/status",
-    ...                  "conversation": {"channel": "telegram", "to": "telegram:4242"}})
-    ('telegram:4242', 'agent:main:main', '/status')
+    >>> inbound_message({"type": "message", "role": "user", "sessionKey": "agent:inbox:telegram:direct:4242",
+    ...                  "messageId": "m1", "text": "/status", "raw": {"message": {"timestamp": 1796163941000}},
+    ...                  "conversation": {"channel": "telegram", "to": "telegram:4242"}}).sender
+    'telegram:4242'
     """
     conversation = event.get("conversation") or {}
-    channel, to, text, session_key = (conversation.get("channel"), conversation.get("to"), event.get("text"),
-                                      event.get("sessionKey"))
-    if event.get("type") != "message" or event.get("role") != "user" or not (channel and to and text and session_key):
+    if event.get("type") != "message":
         return None
-    return (to if to.startswith(f"{channel}:") else f"{channel}:{to}"), session_key, text
+    raw = (event.get("raw") or {}).get("message") or {}
+    return _user_message(event.get("sessionKey"), conversation, event.get("messageId"), event.get("role"),
+                         event.get("text"), raw)
 
 
-def _message_key(event: Mapping[str, Any]) -> str | None:
-    """The IM message's own identity: a message handled twice (a lost cursor save) makes one task."""
-    message_id = event.get("messageId")
-    return f"im:{event['sessionKey']}:{message_id}" if message_id else None
+def transcript_messages(conversation: Mapping[str, Any], messages: list[Mapping[str, Any]]) -> list[InboundMessage]:
+    """The user messages of one conversation's transcript (`messages_read`), as the live events name them."""
+    found = []
+    for message in messages:
+        meta = message.get("__openclaw") or {}
+        inbound = _user_message(conversation.get("sessionKey"), conversation, meta.get("id") or message.get("id"),
+                                message.get("role"), _text_of(message.get("content")), message)
+        if inbound is not None:
+            found.append(inbound)
+    return found
+
+
+def _user_message(session_key: Any, conversation: Mapping[str, Any], message_id: Any, role: Any, text: Any,
+                  raw: Mapping[str, Any]) -> InboundMessage | None:
+    channel, to = conversation.get("channel"), conversation.get("to")
+    if role != "user" or not (channel and to and text and session_key and message_id):
+        return None
+    meta = raw.get("__openclaw") or {}
+    written_ms = meta.get("recordTimestampMs") or raw.get("timestamp") or time.time() * 1000
+    sender = to if to.startswith(f"{channel}:") else f"{channel}:{to}"
+    return InboundMessage(f"{session_key}:{message_id}", session_key, sender, text, written_ms / 1000)
+
+
+def _text_of(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):   # content blocks
+        return "".join(block.get("text", "") for block in content if isinstance(block, Mapping)) or None
+    return None
+
+
+def own_session(sender: str, session_key: str) -> bool:
+    """Does OpenClaw keep `session_key` for this sender's conversation alone? With `session.dmScope: main`
+    every direct message shares `agent:<agent>:main`, and a reply there reaches whoever wrote last.
+
+    >>> own_session("telegram:4242", "agent:inbox:telegram:direct:4242"), own_session("telegram:4242", "agent:main:main")
+    (True, False)
+    """
+    peer = sender.split(":", 1)[-1]
+    return re.search(rf":(?:direct|group|channel):{re.escape(peer)}(?::|$)", session_key) is not None
 
 
 class OpenClawBridge(SupervisedActor):
@@ -111,21 +161,34 @@ class OpenClawBridge(SupervisedActor):
         self._journal = journal
         self._home = home
         self._interpreter = CommandInterpreter(self._ask, self.directory.tell, im, executors, models)
-        self._state: dict[str, Any] = {"link": "", "cursor": 0, "senders": {}, "reported_until": 0.0}
+        self._state: dict[str, Any] = {"link": "", "cursor": 0, "senders": {}, "reported_until": 0.0,
+                                       "inbox_since": 0.0}
         self._link: BridgeLink | None = None
         self._link_id = ""
         self._link_status = "starting"
         self._generation = 0
         self._failures = 0                    # consecutive: the respawn / re-poll backoff
         self._keep_link = False               # set by a crash: the next incarnation adopts the bridge process
-        self._counts = {"handled": 0, "ignored": 0, "sent": 0, "send_failures": 0}
+        self._counts = {"handled": 0, "caught_up": 0, "refused_shared": 0, "ignored": 0, "sent": 0,
+                        "send_failures": 0}
+        self._outbox: dict[str, collections.deque[tuple[int, str]]] = {}   # session key → (outbound id, text)
+        self._sending: set[str] = set()       # conversations with a message on its way: one at a time each
+        self._problem: str | None = None      # what an operator must fix in OpenClaw's config
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def started(self) -> None:
         self._state.update(self.directory.ask(STORE, LoadState(self.name)) or {})
+        now = time.time()
         if not self._state["reported_until"]:       # the first start ever: no news of older tasks
-            self._state["reported_until"] = time.time()
-            self._save()
+            self._state["reported_until"] = now
+        if not self._state["inbox_since"]:          # nor answers to older messages (OpenClaw's clock: whole seconds)
+            self._state["inbox_since"] = math.floor(now) - 1
+        self._save()
+        for outbound_id, session_key, text, _ in self.directory.ask(STORE, PendingOutbound()):
+            self._outbox.setdefault(session_key, collections.deque()).append((outbound_id, text))
+            if (sending := IN_FLIGHT.get((*self._kept_key, outbound_id))) is not None:   # the last incarnation's
+                self._sending.add(session_key)
+                self._await_sent(outbound_id, session_key, sending)
         kept = KEPT_LINKS.pop(self._kept_key, None)
         if kept is not None and kept[1].is_open and kept[0] == self._state["link"]:
             self._adopt(*kept)
@@ -159,14 +222,20 @@ class OpenClawBridge(SupervisedActor):
             case LinkDown(generation=g, error=error):                    self._link_down(g, error)
             case Respawn(generation=g) if g == self._generation:         self._open_link()
             case EventWaited() | WaitAgain() | Respawn():                pass   # news of a replaced link
+            case CatchUp(generation=g) if g == self._generation:         self._catch_up()
+            case TranscriptsRead(generation=g) as read if g == self._generation: self._transcripts_read(read)
+            case CatchUp() | TranscriptsRead():                          pass
             case TaskChanged(task=task):                                 self._task_changed(task)
             case Notice() as notice:                                     self._notice(notice)
             case MessageSent() as sent:                                  self._message_sent(sent)
+            case SendAgain(session_key=session_key):                     self._pump(session_key)
             case _:                                                      return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
         return {"link": self._link_status, "cursor": self._state["cursor"],
-                "senders": sorted(self._state["senders"]), **self._counts}
+                "senders": sorted(self._state["senders"]), "unsent": sum(map(len, self._outbox.values())),
+                "problem": self._problem,
+                **self._counts}
 
     # --- inbound ---------------------------------------------------------------------------------------------
     def _wait_for_event(self) -> None:
@@ -188,22 +257,77 @@ class OpenClawBridge(SupervisedActor):
         self._wait_for_event()
 
     def _handle(self, event: Mapping[str, Any]) -> None:
-        """One event, whole: interpret, save the cursor (and the sender's conversation), start the reply."""
         message = inbound_message(event)
-        if message is not None:
-            sender, session_key, text = message
-            self._journal.record("im_message", route="openclaw", sender=sender, cursor=event["cursor"],
-                                 text=text[:80])
-            reply = asyncio.run(self._interpreter.handle(text, sender, idempotency_key=_message_key(event)))
-            if allowed(sender, self._im.allow):
-                self._state["senders"][sender] = {"session_key": session_key, "seen_at": time.time()}
-            self._counts["handled"] += 1
-        else:
+        if message is None:
             self._counts["ignored"] += 1
+        elif not self.directory.ask(STORE, SeenInbound((message.key,))):
+            self._handle_message(message)
         self._state["cursor"] = event["cursor"]
         self._save()
-        if message is not None:
-            self._send(session_key, reply, "reply")
+
+    def _handle_message(self, message: InboundMessage) -> None:
+        """One message, whole: interpret it, then in one transaction remember it and queue the reply."""
+        self._journal.record("im_message", route="openclaw", sender=message.sender, key=message.key,
+                             text=message.text[:80])
+        if not own_session(message.sender, message.session_key):
+            self._refuse_shared(message)
+            return
+        reply = asyncio.run(self._interpreter.handle(message.text, message.sender,
+                                                     idempotency_key=f"im:{message.key}"))
+        if allowed(message.sender, self._im.allow):
+            self._state["senders"][message.sender] = {"session_key": message.session_key, "seen_at": time.time()}
+        try:
+            outbound_id = self.directory.ask(STORE, RecordInbound(message, reply))
+        except KeyError:                      # handled meanwhile (a live event and the transcript at once)
+            return
+        self._counts["handled"] += 1
+        self._enqueue(message.session_key, outbound_id, reply)
+
+    def _refuse_shared(self, message: InboundMessage) -> None:
+        """A conversation OpenClaw shares between senders: an answer there could reach someone else."""
+        self._counts["refused_shared"] += 1
+        self._problem = (f"refusing conversation {message.session_key}: OpenClaw shares it between senders (set "
+                         "session.dmScope to per-channel-peer in OpenClaw's config)")
+        self.directory.tell(STORE, RecordSystemEvent("im_shared_session", f"not answered: {message.sender} wrote in "
+                                                     f"{message.session_key}, a conversation OpenClaw shares",
+                                                     {"sender": message.sender, "session_key": message.session_key}))
+        self.directory.ask(STORE, RecordInbound(message, None))
+
+    # --- catching up from the transcripts ------------------------------------------------------------------------
+    def _catch_up(self) -> None:
+        """Read every conversation's recent transcript on the loop; the user messages come back as TranscriptsRead."""
+        generation, link = self._generation, self._link
+
+        async def read() -> tuple[InboundMessage, ...]:
+            listed = await link.call_json("conversations_list", {"limit": CONVERSATIONS_LIMIT},
+                                          self._spec.call_timeout_s)
+            found: list[InboundMessage] = []
+            for conversation in listed.get("conversations", []):
+                if self._im.session_key and conversation.get("sessionKey") != self._im.session_key:
+                    continue
+                transcript = await link.call_json("messages_read", {"session_key": conversation["sessionKey"],
+                                                                    "limit": CATCH_UP_LIMIT}, self._spec.call_timeout_s)
+                found += transcript_messages(conversation, transcript.get("messages", []))
+            return tuple(found)
+
+        def done(future: concurrent.futures.Future[tuple[InboundMessage, ...]]) -> None:
+            error = _error_of(future)
+            self._tell_self(TranscriptsRead(generation, error=error) if error else
+                            TranscriptsRead(generation, future.result()))
+        self.loop.submit(read()).add_done_callback(done)
+
+    def _transcripts_read(self, read: TranscriptsRead) -> None:
+        self.loop.tell_later(self._im.catch_up_s, self.actor_ref, CatchUp(self._generation))
+        if read.error is not None:
+            self._journal.record("openclaw_bridge", problem="catch-up failed", error=read.error)
+            return
+        fresh = [message for message in read.messages if message.written_at >= self._state["inbox_since"]]
+        seen = self.directory.ask(STORE, SeenInbound(tuple(message.key for message in fresh))) if fresh else set()
+        for message in sorted(fresh, key=lambda m: m.written_at):
+            if message.key not in seen:
+                self._counts["caught_up"] += 1
+                self._handle_message(message)
+        self._save()
 
     async def _ask(self, name: str, message: Any, timeout_s: float = 10.0) -> Any:
         """The interpreter's asks: plain actor asks, run to completion in this actor's own thread."""
@@ -217,8 +341,8 @@ class OpenClawBridge(SupervisedActor):
     def _tell_news(self, task: TaskView) -> None:
         news = task_news(task, self._im.locale)
         conversation = self._state["senders"].get(task.sender or "")
-        if news is not None and conversation is not None:
-            self._send(conversation["session_key"], news, "task")
+        if news is not None and conversation is not None and own_session(task.sender, conversation["session_key"]):
+            self._queue(conversation["session_key"], news, "task")
         self._state["reported_until"] = max(self._state["reported_until"], task.updated_at)
         self._save()
 
@@ -234,27 +358,61 @@ class OpenClawBridge(SupervisedActor):
         now = time.time()
         senders = notice.to or tuple(sender for sender, seen in self._state["senders"].items()
                                      if now - seen["seen_at"] <= self._im.recent_s)
-        sessions = {self._state["senders"][s]["session_key"] for s in senders if s in self._state["senders"]}
-        for session_key in sorted(sessions):   # one message per conversation, however many senders share it
-            self._send(session_key, notice.text, "notice")
+        sessions = {self._state["senders"][s]["session_key"] for s in senders
+                    if s in self._state["senders"] and own_session(s, self._state["senders"][s]["session_key"])}
+        for session_key in sorted(sessions):
+            self._queue(session_key, notice.text, "notice")
 
-    def _send(self, session_key: str, text: str, what: str) -> None:
-        """Start `messages_send` on the loop; its outcome comes back as `MessageSent`."""
-        link = self._link
-        if link is None or not link.is_open:
-            self._message_sent(MessageSent(session_key, what, f"the bridge is {self._link_status}"))
+    # --- the outbox: durable, one message at a time per conversation, in order -----------------------------------
+    def _queue(self, session_key: str, text: str, what: str) -> None:
+        self._enqueue(session_key, self.directory.ask(STORE, QueueOutbound(session_key, text, what)), text)
+
+    def _enqueue(self, session_key: str, outbound_id: int | None, text: str | None) -> None:
+        if outbound_id is not None and text is not None:
+            self._outbox.setdefault(session_key, collections.deque()).append((outbound_id, text))
+            self._pump(session_key)
+
+    def _pump(self, session_key: str) -> None:
+        """Send the conversation's oldest queued message, unless one is already on its way or the link is down."""
+        queued, link = self._outbox.get(session_key), self._link
+        if not queued or session_key in self._sending or link is None or self._link_status != "up":
             return
+        outbound_id, text = queued[0]
+        self._sending.add(session_key)
         future = self.loop.submit(link.call_json("messages_send", {"session_key": session_key, "text": text},
                                                  self._spec.call_timeout_s))
-        future.add_done_callback(lambda f: self._tell_self(MessageSent(session_key, what, _error_of(f))))
+        key, directory = (*self._kept_key, outbound_id), self.directory
+        IN_FLIGHT[key] = future
+
+        def sent(done: concurrent.futures.Future[Any]) -> None:   # on the loop, whether this incarnation lives or not
+            IN_FLIGHT.pop(key, None)
+            if _error_of(done) is None:
+                directory.tell(STORE, MarkSent(outbound_id))
+        future.add_done_callback(sent)
+        self._await_sent(outbound_id, session_key, future)
+
+    def _await_sent(self, outbound_id: int, session_key: str, future: concurrent.futures.Future[Any]) -> None:
+        future.add_done_callback(lambda f: self._tell_self(MessageSent(outbound_id, session_key, _error_of(f))))
+
+    def _pump_all(self) -> None:
+        for session_key in list(self._outbox):
+            self._pump(session_key)
 
     def _message_sent(self, sent: MessageSent) -> None:
-        if sent.error is None:
-            self._counts["sent"] += 1
+        self._sending.discard(sent.session_key)
+        queued = self._outbox.get(sent.session_key)
+        if sent.error is not None:            # stays first in line: sent again after a pause, or when the link is back
+            self._counts["send_failures"] += 1
+            self._journal.record("openclaw_bridge", problem="not delivered", session_key=sent.session_key,
+                                 error=sent.error)
+            self.loop.tell_later(SEND_RETRY_S, self.actor_ref, SendAgain(sent.session_key))
             return
-        self._counts["send_failures"] += 1
-        self._journal.record("openclaw_bridge", problem=f"{sent.what} not delivered", session_key=sent.session_key,
-                             error=sent.error)
+        self._counts["sent"] += 1
+        if queued and queued[0][0] == sent.outbound_id:
+            queued.popleft()
+        if not queued:
+            self._outbox.pop(sent.session_key, None)
+        self._pump(sent.session_key)
 
     # --- the MCP link ------------------------------------------------------------------------------------------
     def _open_link(self) -> None:
@@ -274,6 +432,8 @@ class OpenClawBridge(SupervisedActor):
         self._link, self._link_id, self._link_status = link, link_id, "up"
         self._journal.record("openclaw_bridge", action="resumed", cursor=self._state["cursor"])
         self._wait_for_event()
+        self._catch_up()
+        self._pump_all()
 
     def _link_opened(self, generation: int, tools: tuple[str, ...]) -> None:
         if generation != self._generation:
@@ -287,6 +447,8 @@ class OpenClawBridge(SupervisedActor):
         self._save()
         self._journal.record("openclaw_bridge", action="connected", tools=len(tools))
         self._wait_for_event()
+        self._catch_up()                      # what was written while no bridge process ran
+        self._pump_all()
 
     def _link_down(self, generation: int, error: str) -> None:
         if generation != self._generation or self._link_status.startswith("down"):

@@ -20,10 +20,10 @@ from peewee import fn
 from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
                       RecordProgress, RecordSystemEvent, SumCosts, SumCostsByTask, TaskChanged, TaskView,
                       Transition)
-from messages.im import LoadState, SaveState
+from messages.im import LoadState, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SaveState, SeenInbound
 
 from .journal import Journal
-from .store_schema import ActorState, CostEntry, SystemEvent, Task, TaskEvent, open_database
+from .store_schema import ActorState, CostEntry, ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database
 from .supervised import ChildContext, SupervisedActor
 from .task_lifecycle import INTERRUPTED_BY_RESTART, KeyReused, TaskState, UnknownTask, check_transition
 
@@ -65,6 +65,12 @@ class StateStore(SupervisedActor):
             case LastSystemEvent(kind=kind):      return self._last_system_event(kind)
             case SaveState(owner=owner, state=state): self._save_state(owner, state)
             case LoadState(owner=owner):          return self._load_state(owner)
+            case SeenInbound(keys=keys):          return self._seen_inbound(keys)
+            case RecordInbound() as handled:      return self._record_inbound(handled)
+            case QueueOutbound() as queued:       return self._queue_outbound(queued.session_key, queued.text,
+                                                                              queued.what)
+            case MarkSent(outbound_id=sent):      self._mark_sent(sent)
+            case PendingOutbound():               return self._pending_outbound()
             case _:                               return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -200,6 +206,38 @@ class StateStore(SupervisedActor):
     def _load_state(self, owner: str) -> dict[str, Any] | None:
         row = ActorState.get_or_none(ActorState.owner == owner)
         return None if row is None else json.loads(row.data)
+
+    # --- the IM inbox and outbox ----------------------------------------------------------------------------
+    def _seen_inbound(self, keys: tuple[str, ...]) -> frozenset[str]:
+        seen: set[str] = set()
+        for start in range(0, len(keys), 500):     # SQLite's limit on bound parameters
+            chunk = list(keys[start:start + 500])
+            seen.update(key for (key,) in ImInbound.select(ImInbound.key).where(ImInbound.key.in_(chunk)).tuples())
+        return frozenset(seen)
+
+    def _record_inbound(self, handled: RecordInbound) -> int | None:
+        message, now = handled.message, time.time()
+        with self._database.atomic():
+            if ImInbound.get_or_none(ImInbound.key == message.key) is not None:
+                raise KeyError(f"IM message {message.key} was handled already")
+            ImInbound.create(key=message.key, session_key=message.session_key, sender=message.sender,
+                             written_at=message.written_at, handled_at=now)
+            if handled.reply is None:
+                return None
+            return self._queue_outbound(message.session_key, handled.reply, "reply")
+
+    @staticmethod
+    def _queue_outbound(session_key: str, text: str, what: str) -> int:
+        return ImOutbound.create(session_key=session_key, text=text, what=what, created_at=time.time()).id
+
+    @staticmethod
+    def _mark_sent(outbound_id: int) -> None:
+        ImOutbound.update(sent_at=time.time()).where(ImOutbound.id == outbound_id).execute()
+
+    @staticmethod
+    def _pending_outbound() -> list[tuple[int, str, str, str]]:
+        rows = ImOutbound.select().where(ImOutbound.sent_at.is_null()).order_by(ImOutbound.id)
+        return [(row.id, row.session_key, row.text, row.what) for row in rows]
 
     def _last_system_event(self, kind: str) -> dict[str, Any] | None:
         row = SystemEvent.select().where(SystemEvent.kind == kind).order_by(SystemEvent.id.desc()).first()

@@ -64,7 +64,27 @@ class ActorState(_Row):
     updated_at = peewee.DoubleField()
 
 
-MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState)
+class ImInbound(_Row):
+    """Every IM message handled (a refusal too), by its OpenClaw identity: none is handled twice."""
+
+    key = peewee.CharField(unique=True)        # "<session key>:<OpenClaw message id>"
+    session_key = peewee.CharField()
+    sender = peewee.CharField()
+    written_at = peewee.DoubleField()          # when OpenClaw recorded it
+    handled_at = peewee.DoubleField()
+
+
+class ImOutbound(_Row):
+    """What goes back to a conversation, in order (id): replies, task news, notices; `sent_at` once delivered."""
+
+    session_key = peewee.CharField()
+    text = peewee.TextField()
+    what = peewee.CharField()                  # reply | task | notice
+    created_at = peewee.DoubleField()
+    sent_at = peewee.DoubleField(null=True, index=True)
+
+
+MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState, ImInbound, ImOutbound)
 
 
 def open_database(path: str) -> peewee.SqliteDatabase:

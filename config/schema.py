@@ -204,6 +204,7 @@ class ImConfig:
     session_key: str | None = None      # listen to this OpenClaw session only (None: every routed conversation)
     wait_ms: int = 20_000               # one events_wait long-poll
     recent_s: float = 7 * 86400.0       # a notice for everyone goes to the senders seen within this
+    catch_up_s: float = 15.0            # how often OpenClaw's transcripts are read for messages the live queue missed
 
 
 @dataclass(frozen=True, slots=True)

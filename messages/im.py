@@ -19,12 +19,46 @@ class EventWaited:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A user's message as OpenClaw keeps it, from a live event or from a conversation's transcript."""
+
+    key: str                      # "<session key>:<OpenClaw message id>": its identity in both
+    session_key: str
+    sender: str                   # telegram:4242
+    text: str
+    written_at: float             # seconds; OpenClaw's record time
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptsRead:
+    """A catch-up ended: the user messages found in the conversations' transcripts (or why it failed)."""
+
+    generation: int
+    messages: tuple[InboundMessage, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """Time to read the transcripts again (internal to the bridge)."""
+
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
 class MessageSent:
     """A `messages_send` call ended (`error` None when the bridge took the message)."""
 
+    outbound_id: int
     session_key: str
-    what: str                     # reply | task | notice
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendAgain:
+    """Backoff over after a failed send to `session_key` (internal to the bridge)."""
+
+    session_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +83,38 @@ class LoadState:
     """Answers `owner`'s last saved state document, or None."""
 
     owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeenInbound:
+    """Answers which of `keys` were handled already (a frozenset)."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInbound:
+    """`message` is handled: remember it, and queue `reply` to its conversation in the same transaction.
+    Answers the reply's outbound id (None without a reply); raises KeyError if it was handled before."""
+
+    message: InboundMessage
+    reply: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOutbound:
+    """Queue `text` to a conversation; answers its outbound id."""
+
+    session_key: str
+    text: str
+    what: str                     # task | notice
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSent:
+    outbound_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOutbound:
+    """Answers the outbound messages not delivered yet, oldest first: (id, session key, text, what) tuples."""

@@ -196,7 +196,7 @@ def test_replies_come_in_the_configured_chinese_locale_and_full_width_commands_w
     assert chat.ask(f"/task {task}").startswith(f"任務 #{task}：已完成\n幫我整理本週的會議紀錄")
     assert chat.ask("/task 一") == "/task：一 不是任務編號。用法：/task ID"
     assert chat.ask("/cost 本月").startswith("模型花費（本月）：\n沒有模型調用")
-    assert chat.ask("/mode").startswith("模式：normal。一切正常")
+    assert chat.ask("/mode") == "模式：normal。未設定模型路由。不監測雲端：任務直接交給執行器。"
     assert chat.ask("/nope") == "未知的指令 /nope。傳送 /help 查看所有指令。"
     assert chat.news(f"任務 #{task} 已完成：general done: 幫我整理本週的會議紀錄")
 
