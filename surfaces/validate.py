@@ -2,18 +2,27 @@
 
 Schema errors come from the loader (file, key path, what was expected). Then each executor's MCP
 server is started (stdio) or connected (HTTP), its tools listed and the configured tool looked for;
-the LiteLLM proxy of an external install is probed. Exit 0 when sound, 1 with the report otherwise.
+the LiteLLM proxy of an external install is probed. The OpenClaw bridge is asked for a real answer
+(`conversations_list`: the real bridge lists its tools even when the gateway is down or refuses the
+token), and when it is the `openclaw` CLI, OpenClaw's own settings that the front door relies on are
+read (`openclaw config get`). Exit 0 when sound, 1 with the report otherwise.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from actors.mcp_link import LinkFailed, McpLink
+from actors.openclaw_bridge import BridgeLink
 from config import Config, ExecutorConfig
 
 
@@ -24,7 +33,8 @@ class Check:
     detail: str
 
 
-BRIDGE_TOOLS = ("events_wait", "messages_send")
+BRIDGE_TOOLS = ("events_wait", "messages_send", "conversations_list", "messages_read")
+PRIVATE_SCOPES = ("per-channel-peer", "per-peer", "per-account-channel-peer")
 
 
 async def check_server(subject: str, spec: ExecutorConfig, expected: tuple[str, ...]) -> Check:
@@ -46,6 +56,72 @@ async def check_server(subject: str, spec: ExecutorConfig, expected: tuple[str, 
     return Check(subject, True, f"{where}: {len(tools)} tools, {', '.join(map(repr, expected))} present ({took})")
 
 
+async def check_bridge(spec: ExecutorConfig) -> Check:
+    """The bridge answers a real call: OpenClaw's gateway is up and takes its token."""
+    with tempfile.TemporaryDirectory() as scratch:
+        errlog = Path(scratch) / "bridge.stderr"      # the real bridge says on stderr why it gave up
+        link = BridgeLink(spec, errlog=errlog)
+        started = time.monotonic()
+        try:
+            tools = await link.open()
+            if missing := [name for name in BRIDGE_TOOLS if name not in tools]:
+                return Check("OpenClaw bridge", False, f"no tool {', '.join(missing)} (it offers: {', '.join(tools)})")
+            listed = await link.call_json("conversations_list", {"limit": 500}, spec.call_timeout_s)
+        except Exception as error:   # noqa: BLE001 (the report says what it was)
+            return Check("OpenClaw bridge", False, f"no answer to conversations_list: {error}{_last_line(errlog)}")
+        finally:
+            await link.close()
+    return Check("OpenClaw bridge", True, f"the gateway answers: {len(listed.get('conversations', []))} "
+                                          f"conversations ({time.monotonic() - started:.2f}s)")
+
+
+async def check_openclaw_settings(spec: ExecutorConfig) -> list[Check]:
+    """OpenClaw's settings the front door needs, read with its own CLI (only when the bridge is `openclaw`)."""
+    if spec.transport != "stdio" or Path(spec.command or "").name != "openclaw":
+        return []
+    try:
+        session, commands = await asyncio.gather(_openclaw_config(spec, "session"), _openclaw_config(spec, "commands"))
+    except (OSError, ValueError, TimeoutError) as error:
+        return [Check("OpenClaw settings", False, f"`openclaw config get` failed: {error}")]
+    scope = session.get("dmScope", "main")
+    rules = (session.get("sendPolicy") or {}).get("rules") or []
+    return [
+        Check("OpenClaw session.dmScope", scope in PRIVATE_SCOPES,
+              f"{scope}" + ("" if scope in PRIVATE_SCOPES else ": every direct message shares one conversation, so "
+                            "a reply could reach another user; set session.dmScope to per-channel-peer")),
+        Check("OpenClaw session.sendPolicy", any(rule.get("action") == "deny" for rule in rules),
+              "its agent's replies to the IM channel are denied" if any(rule.get("action") == "deny" for rule in rules)
+              else "no deny rule: OpenClaw's agent answers every message too (config/openclaw/openclaw.json5)"),
+        Check("OpenClaw commands", commands.get("text") is False and commands.get("native") is False,
+              "text and native commands off: /help, /status and /tasks reach us"
+              if commands.get("text") is False and commands.get("native") is False else
+              "OpenClaw answers /help, /status and /tasks itself: set commands.text and commands.native to false"),
+    ]
+
+
+async def _openclaw_config(spec: ExecutorConfig, section: str) -> dict[str, Any]:
+    env = {name: os.environ[name] for name in ("HOME", "PATH") if name in os.environ} | dict(spec.env)
+    process = await asyncio.create_subprocess_exec(spec.command, "config", "get", section, "--json", env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+    except TimeoutError:
+        process.kill()
+        raise TimeoutError(f"`openclaw config get {section}` did not answer in 60 s") from None
+    if process.returncode != 0:   # unset: OpenClaw's defaults apply
+        return {}
+    answer = json.loads(out)
+    return answer if isinstance(answer, dict) else {}
+
+
+def _last_line(path: Any) -> str:
+    try:
+        lines = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f" ({lines[-1][:200]})" if lines else ""
+
+
 async def check_proxy(cfg: Config) -> Check:
     from actors.litellm_proxy import proxy_status
     if cfg.litellm.mode == "managed":
@@ -58,11 +134,14 @@ async def check_proxy(cfg: Config) -> Check:
 
 async def check_all(cfg: Config) -> list[Check]:
     checks = [check_server(f"executor {spec.name}", spec, (spec.tool,)) for spec in cfg.executors.values()]
+    settings = None
     if cfg.im is not None and cfg.im.openclaw is not None:
-        checks.append(check_server("OpenClaw bridge", cfg.im.openclaw, BRIDGE_TOOLS))
+        checks.append(check_bridge(cfg.im.openclaw))
+        settings = asyncio.ensure_future(check_openclaw_settings(cfg.im.openclaw))
     if cfg.litellm is not None:
         checks.append(check_proxy(cfg))
-    return list(await asyncio.gather(*checks))
+    done = list(await asyncio.gather(*checks))
+    return done + (await settings if settings else [])
 
 
 def report(cfg: Config, console: Console) -> int:
