@@ -15,7 +15,14 @@ The "channels" are an admin HTTP endpoint on loopback, its URL written to `$OMNI
     GET  /outbound                     {"messages": [...]}: every messages_send, in order (what users received)
     GET  /health                       {"pid": ..., "cursor": ...}
 
-Our own replies come back as events with role "assistant", as the real bridge's do.
+Our own replies come back as events with role "assistant", as the real bridge's do. Message identities,
+transcripts (`messages_read`: the last N, oldest first) and event shapes follow the real bridge's
+(OpenClaw 2026.9.6, checked offline with its Telegram channel).
+
+What it leaves out, which only the real OpenClaw (tests/test_real_openclaw_*.py) shows: OpenClaw's own
+agent and slash commands (this stub never answers anything itself); `session.dmScope` (sessions are per
+sender unless the admin call names a `session_key`); the gap after a gateway restart in which the real
+bridge misses events; the inbound debounce that merges quick messages; pairing of unknown senders.
 """
 from __future__ import annotations
 
@@ -78,10 +85,17 @@ class ChannelGateway:
 
     def _message(self, key: str, role: str, text: str) -> dict[str, Any]:
         session = self.sessions[key]
-        message_id, self._next_id = str(self._next_id), self._next_id + 1
+        message_id, self._next_id = str(uuid.uuid4()), self._next_id + 1   # the real ids are uuids too
         seq = len(session["messages"]) + 1
-        message = {"id": message_id, "role": role, "content": [{"type": "text", "text": text}],
-                   "timestamp": int(time.time() * 1000), "__openclaw": {"id": message_id, "seq": seq}}
+        now_ms = int(time.time() * 1000)
+        meta = {"id": message_id, "seq": seq, "recordTimestampMs": now_ms,
+                "transport": {"channel": session["channel"], "messageId": str(self._next_id - 1)}}
+        if role == "user":
+            meta.update(senderId=session["to"].split(":", 1)[-1], senderIsOwner=False)
+            message = {"role": role, "content": text, "timestamp": now_ms // 1000 * 1000, "__openclaw": meta}
+        else:                              # our sends, mirrored into the transcript
+            message = {"role": role, "content": [{"type": "text", "text": text}], "provider": "openclaw",
+                       "model": "delivery-mirror", "timestamp": now_ms, "__openclaw": meta}
         session["messages"].append(message)
         session["updatedAt"] = message["timestamp"]
         self._save()
@@ -118,7 +132,8 @@ class ChannelGateway:
         session = self.sessions.get(key)
         if session is None or not session.get("to"):
             return None
-        last = session["messages"][-1]["content"][0]["text"] if session["messages"] else None
+        content = session["messages"][-1]["content"] if session["messages"] else None
+        last = content if isinstance(content, str) or content is None else content[0]["text"]
         return {"sessionKey": key, "channel": session["channel"], "to": session["to"],
                 "accountId": session["accountId"], "lastMessagePreview": last, "updatedAt": session.get("updatedAt")}
 
