@@ -1,0 +1,112 @@
+"""Fixtures for tests against the real OpenClaw (installed by `make openclaw`), offline on loopback.
+
+Import them into a test module: `from .real_openclaw import openclaw_world, real_im_config, telegram  # noqa`.
+
+- `telegram` (function scope): the Bot API stand-in's client (`sandbox.telegram_bot_api.BotApiAdmin`), its
+  recorded messages and requests forgotten before each test; `.inbound(chat_id, text)` is a user writing,
+  `.sent(chat_id)` what that user received. The server itself lives as long as the module.
+- `openclaw_world` (module scope: a gateway start costs 13–30 s): a running `sandbox.openclaw_world.OpenClawWorld`
+  whose Telegram channel polls that stand-in and whose agents think with `sandbox.providers` (upstream
+  `openclaw_model`; `world.models` is its `ProvidersAdmin`, reset before each test). Conversations persist
+  across the module's tests: use the chats as a user would (the orchestrator leaves history older than its
+  first start alone). A test that kills or restarts the gateway must leave it running (`world.start()`).
+- `real_im_config(allow=USERS, **overrides)` (function scope): a config path (tests/conftest.py's
+  `write_config`, overrides merged the same way, `im` too) whose `im.openclaw` is the real bridge,
+  `openclaw mcp serve`, on that gateway, and whose `im.allow` is `allow`. Start it with `start_tree`, then
+  `wait_bridge_up(tree)`.
+
+Without the install these fixtures fail with "run `make openclaw`": CI must run them, never skip them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from config import overlay
+from sandbox import openclaw_install
+from sandbox.openclaw_world import OpenClawWorld
+from sandbox.providers import ProvidersAdmin, start_providers
+from sandbox.telegram_bot_api import BotApiAdmin, TelegramBotApi
+
+USERS = ("telegram:4242", "telegram:5151")
+MODEL_UPSTREAM = "openclaw_model"
+
+
+def _require_install() -> None:
+    if not openclaw_install.installed():
+        pytest.fail(f"OpenClaw {openclaw_install.openclaw_version()} is not installed in "
+                    f"{openclaw_install.cache_dir()}: run `make openclaw`", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def telegram_api() -> Iterator[TelegramBotApi]:
+    api = TelegramBotApi().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def telegram(telegram_api) -> BotApiAdmin:
+    admin = telegram_api.admin()
+    admin.reset()
+    admin.token = telegram_api.token
+    return admin
+
+
+@pytest.fixture(scope="module")
+def openclaw_models(tmp_path_factory) -> Iterator[ProvidersAdmin]:
+    folder = tmp_path_factory.mktemp("openclaw-models")
+    process, ready = start_providers({MODEL_UPSTREAM: 0}, 0, folder / "providers.json")
+    admin = ProvidersAdmin(ready["admin"])
+    admin.base_url = ready["upstreams"][MODEL_UPSTREAM]
+    yield admin
+    process.terminate()
+    try:
+        process.wait(10)
+    except Exception:   # pylint: disable=broad-except
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def _openclaw_world_running(tmp_path_factory, telegram_api, openclaw_models) -> Iterator[OpenClawWorld]:
+    _require_install()
+    world = OpenClawWorld(tmp_path_factory.mktemp("openclaw-world"), telegram_api.api_root, telegram_api.token,
+                          openclaw_models.base_url)
+    world.models = openclaw_models
+    try:
+        world.start()
+        yield world
+    finally:
+        world.stop()
+
+
+@pytest.fixture
+def openclaw_world(_openclaw_world_running, telegram) -> OpenClawWorld:
+    world = _openclaw_world_running
+    if not world.running:                  # a test before this one left it stopped
+        world.start()
+    world.models.reset()
+    return world
+
+
+@pytest.fixture
+def real_im_config(write_config, openclaw_world) -> Callable[..., Path]:
+    def write(allow: tuple[str, ...] = USERS, **overrides: Any) -> Path:
+        command = openclaw_world.bridge_command()
+        bridge = {"command": command[0], "args": command[1:], "env": openclaw_world.bridge_env(),
+                  # the bridge takes 4–10 s to start on a loaded machine
+                  "connect_timeout_s": 60, "respawn_initial_s": 0.2, "respawn_max_s": 2}
+        im = {"allow": list(allow), "locale": "en", "wait_ms": 5000, "openclaw": bridge}
+        return write_config(im=overlay(im, overrides.pop("im", {})), brainstem={"model_path": None}, **overrides)
+    return write
+
+
+def wait_bridge_up(tree, timeout_s: float = 90) -> None:
+    """Until the orchestrator's link to the real bridge is up (spawn + initialize: 4–10 s)."""
+    from messages import Introspect
+    from .conftest import wait_until
+    wait_until(lambda: tree.ask("openclaw_bridge", Introspect())["link"] == "up", timeout_s,
+               "the link to the real OpenClaw bridge up")
