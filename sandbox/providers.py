@@ -56,6 +56,8 @@ HANG_POLL_S = 0.05
 READY_DEADLINE_S = 20.0
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# OpenClaw's agent sends its runtime context as a user message after the user's own: echo the user's.
+OPENCLAW_CONTEXT = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"
 log = logging.getLogger("sandbox.providers")
 
 
@@ -221,7 +223,8 @@ def make_reply(up: Upstream, messages: list[dict[str, Any]]) -> str:
     the sandbox's model classification does something); else "[NAME] " and the start of the last user message."""
     if up.reply is not None:
         return up.reply
-    users = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+    users = [text for m in messages if m.get("role") == "user"
+             and not (text := text_of(m.get("content"))).startswith(OPENCLAW_CONTEXT)]
     systems = " ".join(text_of(m.get("content")) for m in messages if m.get("role") == "system")
     if (asked := _CHOICES.search(systems)) and users:
         options = [option.strip() for option in asked.group(1).split(",")]

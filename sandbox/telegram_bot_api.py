@@ -35,6 +35,7 @@ import html
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 import urllib.error
@@ -290,6 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
         raise BotApiError(404, f"Not Found: no admin path {path}")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a SIGKILLed gateway) is normal here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class TelegramBotApi:
     """The stand-in as a server in this process (threads), on a loopback port (0: a free one).
 
@@ -302,8 +312,7 @@ class TelegramBotApi:
     def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN):
         self.state = BotState(token)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer((HOST, port), handler)
-        self.server.daemon_threads = True
+        self.server = _Server((HOST, port), handler)
         self.thread: threading.Thread | None = None
 
     @property
