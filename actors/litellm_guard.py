@@ -5,7 +5,9 @@ P1 is cooling down or the work asks for it, only within budget) and the cost of 
 Proxy down means: `failures_to_down` consecutive failed liveliness probes, where a connection error on a
 real call counts as one too. A proxy answering 429 `all_deployments_in_cooldown` is alive: that cools the
 tier down, it does not bypass the proxy. A call that finds the proxy unreachable is retried once on the
-direct route, so callers do not see the failover.
+direct route, so callers do not see the failover. Every piece of evidence against the current
+route (a failed probe or call while on the proxy, a good probe while direct) is a `route_evidence` line
+in the journal, before the `route` line of the switch it leads to.
 
 While a managed proxy starts (with the tree, or in a planned restart) its silence is no outage: calls
 go direct until it answers, and the route shown says so. A start that fails, as the ProxyKeeper tells
@@ -68,6 +70,7 @@ class LiteLLMGuard(SupervisedActor):
         self._cooling_until: dict[str, float] = {}
         self._client: httpx2.AsyncClient | None = None
         self._calls = {"proxy": 0, "direct": 0, "failed": 0}
+        self._weighed = 0   # probe results (and calls that could not reach the proxy) taken into account
         self.budget: Budget | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ class LiteLLMGuard(SupervisedActor):
         now = time.monotonic()
         return {"route": self._call_route(), "proxy_starting": self._starting_up(), "proxy_url": self._config.url,
                 "proxy_answered": self._answered_once, "probe_failures": self._failures,
+                "probe_results": self._weighed,
                 "calls": dict(self._calls), "budget": self.budget.snapshot() if self.budget else {},
                 "cooling": {tier: round(until - now, 1) for tier, until in self._cooling_until.items() if until > now}}
 
@@ -117,12 +121,16 @@ class LiteLLMGuard(SupervisedActor):
             ProbeResult(*f.result()) if not f.exception() else ProbeResult(False, describe(f.exception()))))
 
     def _probed(self, result: ProbeResult) -> None:
+        self._weighed += 1
         if result.ok:
             self._failures, self._successes, self._answered_once = 0, self._successes + 1, True
         elif self._starting_up():
             return   # a managed proxy takes seconds to start: silence then is not an outage
         else:
             self._failures, self._successes = self._failures + 1, 0
+        if result.ok == (self.route == "direct"):   # evidence against the current route: why it changes
+            self._journal.record("route_evidence", route=self.route, ok=result.ok, detail=result.detail[:200],
+                                 consecutive_failures=self._failures, consecutive_successes=self._successes)
         if self.route == "proxy" and self._failures >= self._config.failures_to_down:
             self._switch("direct", result.detail)
         elif self.route == "direct" and self._successes >= self._config.successes_to_up:
