@@ -5,7 +5,9 @@ P1 is cooling down or the work asks for it, only within budget) and the cost of 
 Proxy down means: `failures_to_down` consecutive failed liveliness probes, where a connection error on a
 real call counts as one too. A proxy answering 429 `all_deployments_in_cooldown` is alive: that cools the
 tier down, it does not bypass the proxy. A call that finds the proxy unreachable is retried once on the
-direct route, so callers do not see the failover. Every piece of evidence against the current
+direct route, so callers do not see the failover. Back is `successes_to_up` consecutive good probes,
+whoever brought the proxy back (the repair task, its restart command, a user): calls take the working
+route at once, even if the repair task has not reported yet. Every piece of evidence against the current
 route (a failed probe or call while on the proxy, a good probe while direct) is a `route_evidence` line
 in the journal, before the `route` line of the switch it leads to.
 

@@ -7,10 +7,12 @@ to the actors that act on it (`ModeChanged`).
 
 On `LiteLLMDown` (the guard has already switched to direct calls): mode `degraded`, the user is told
 once, and a task of kind `repair` goes to the coding executor with a prompt that carries the proxy's
-last log lines, its health URL and its restart command. When that task ends, the guard's probes have
-`verify_s` to see the proxy back (`LiteLLMUp` → mode `normal`, user told). If they do not, the user is
-told, the system stays on direct calls, and another repair follows with backoff — never two at once,
-at most `max_per_hour`.
+last log lines, its health URL and its restart command. The guard's good probes decide when the proxy
+is back (`LiteLLMUp` → mode `normal`, user told), whether or not the repair task has ended yet: the
+restart command brings the proxy up before the task reports, and a proxy brought back by anyone else
+counts as well. When the task ends with the proxy still down, the guard's probes have `verify_s` to see
+it back; if they do not, the user is told, the system stays on direct calls, and another repair follows
+with backoff — never two at once, at most `max_per_hour`.
 
 (The Erlang-style Supervisor stays generic; the mode and its flows live in this actor of their own.)
 """
