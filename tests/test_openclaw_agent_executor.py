@@ -1,0 +1,341 @@
+"""OpenClaw's agent as the general executor (mcp_servers/openclaw_agent.py), against the REAL OpenClaw gateway.
+
+One gateway per module (it takes 13–30 s to start), offline: its model providers are sandbox/providers.py
+upstreams on loopback. Agents: `main` (upstream `fast`, answers), `slow` (upstream `slow`, answers after
+10 minutes: for cancel and timeout), `broken` (upstream `broken`, HTTP 500: OpenClaw retries it), `ghost`
+(a model no provider has). The tests' own WebSocket probe (`rpc`) asks the gateway what became of a run.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+
+from actors.gateway_client import GatewaySession
+from config import PROJECT_ROOT
+from mcp_servers.openclaw_agent import task_scope
+from sandbox import openclaw_install
+from sandbox.providers import ProvidersAdmin, start_providers
+
+from .conftest import TOKEN, free_port, wait_until
+
+GATEWAY_READY_S = 150.0
+TURN_S = 120.0          # a first turn in a fresh workspace took 18 s on a loaded machine
+
+
+# --- the world: a real gateway and its model upstreams -------------------------------------------------------
+class Gateway:
+    def __init__(self, root: Path, upstreams: dict[str, str], admin: ProvidersAdmin):
+        self.root, self.admin, self.port = root, admin, free_port()
+        self.token = "oc-test-" + os.urandom(12).hex()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        (root / "home").mkdir(parents=True)
+        (root / "state").mkdir()
+        providers = {name: {"baseUrl": url, "apiKey": "k", "api": "openai-completions",
+                            "models": [{"id": "sim", "name": "sim", "input": ["text"], "contextWindow": 128000,
+                                        "maxTokens": 4096}]} for name, url in upstreams.items()}
+        config = {"models": {"mode": "merge", "providers": providers},
+                  "agents": {"defaults": {"model": {"primary": "fast/sim"}},
+                             "entries": {"main": {}, "slow": {"model": "slow/sim"}, "broken": {"model": "broken/sim"},
+                                         "ghost": {"model": "ghost/none"}}},
+                  "logging": {"file": str(root / "openclaw-file.log")}}
+        (root / "state" / "openclaw.json").write_text(json.dumps(config, indent=1))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Gateway:
+        env = openclaw_install.run_env({"HOME": str(self.root / "home"), "PATH": os.environ.get("PATH", ""),
+                                        "OPENCLAW_STATE_DIR": str(self.root / "state"),
+                                        "OPENCLAW_GATEWAY_TOKEN": self.token})
+        with open(self.root / "gateway.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [str(openclaw_install.openclaw_bin()), "gateway", "run", "--allow-unconfigured", "--port",
+                 str(self.port), "--bind", "loopback", "--auth", "token"],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self._ready, GATEWAY_READY_S, "the OpenClaw gateway's /readyz", interval_s=0.5)
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            pytest.fail(f"the OpenClaw gateway exited {self.process.returncode}:\n"
+                        + (self.root / "gateway.log").read_text(errors="replace")[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                return json.loads(response.read()).get("ready") is True
+        except (OSError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        except ProcessLookupError:
+            pass
+
+    def rpc(self, method: str, params: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+        """The test's own look at the gateway: one request on a fresh connection, its response frame."""
+        async def ask() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as http, http.ws_connect(self.url, max_msg_size=0) as ws:
+                await ws.receive_json(timeout=10)
+                await ws.send_json({"type": "req", "id": "c", "method": "connect", "params": {
+                    "minProtocol": 4, "maxProtocol": 4, "role": "operator", "caps": [],
+                    "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
+                    "scopes": ["operator.read", "operator.write"], "auth": {"token": self.token}}})
+                while (await ws.receive_json(timeout=10)).get("id") != "c":
+                    pass
+                await ws.send_json({"type": "req", "id": "q", "method": method, "params": params})
+                while (frame := await ws.receive_json(timeout=timeout_s)).get("id") != "q":
+                    pass
+                return frame
+        return asyncio.run(ask())
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    if not openclaw_install.installed():
+        pytest.fail(f"OpenClaw is not installed in {openclaw_install.cache_dir()}: run `make openclaw`")
+    root = tmp_path_factory.mktemp("openclaw-agent")
+    providers, ready = start_providers({"fast": 0, "slow": 0, "broken": 0}, 0, root / "providers.json")
+    world = None
+    try:
+        admin = ProvidersAdmin(ready["admin"])
+        admin.set("slow", "latency", latency_s=600)
+        admin.set("broken", "500")
+        world = Gateway(root / "gateway", ready["upstreams"], admin).start()
+        yield world
+    finally:
+        if world is not None:
+            world.stop()
+        providers.terminate()
+        try:
+            providers.wait(10)
+        except subprocess.TimeoutExpired:
+            providers.kill()
+            providers.wait(5)
+
+
+# --- calling our MCP server the way an executor does --------------------------------------------------------
+def server_args(url: str, *extra: str) -> list[str]:
+    return ["-m", "mcp_servers.openclaw_agent", "--url", url, *extra]
+
+
+def call_tool(args: list[str], arguments: dict[str, Any], env: dict[str, str]) -> tuple[Any, list[str]]:
+    """One run_agent_turn over stdio: (result, progress messages)."""
+    async def call():
+        params = StdioServerParameters(command=sys.executable, args=args, cwd=str(PROJECT_ROOT), env=env)
+        messages: list[str] = []
+
+        async def progress(done, total, message):
+            messages.append(message or "")
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool("run_agent_turn", arguments, read_timeout_seconds=TURN_S,
+                                             progress_callback=progress)
+            return result, messages
+    return asyncio.run(call())
+
+
+def text(result) -> str:
+    return " ".join(part.text for part in result.content)
+
+
+def executor(gateway: Gateway, monkeypatch, *extra: str, **settings: Any) -> dict[str, Any]:
+    """The `general` executor as config/default.yaml has it, on the test gateway."""
+    monkeypatch.setenv("OMNI_TEST_OPENCLAW_TOKEN", gateway.token)
+    return {"general": {"transport": "stdio", "command": "python", "args": server_args(gateway.url, *extra),
+                        "env": {"OPENCLAW_GATEWAY_TOKEN": "${OMNI_TEST_OPENCLAW_TOKEN}"},
+                        "tool": "run_agent_turn",
+                        "arguments": {"prompt": "{description}", "task_id": "{task_id}"},
+                        "call_timeout_s": TURN_S, **settings}}
+
+
+async def submit(tree, description: str) -> dict[str, Any]:
+    async with GatewaySession(tree.url, TOKEN) as omni:
+        return await omni.call("submit_task", description=description)
+
+
+async def task_when(tree, task_id: int, wait_s: float = TURN_S) -> dict[str, Any]:
+    async with GatewaySession(tree.url, TOKEN) as omni:
+        return await omni.call("get_task", task_id=task_id, wait_s=wait_s)
+
+
+# --- through the tree -----------------------------------------------------------------------------------------
+def test_a_general_task_is_answered_by_openclaws_agent(gateway, write_config, start_tree, monkeypatch):
+    answer = "Your calendar is free after 3 pm (from the model behind OpenClaw)."
+    gateway.admin.set("fast", reply=answer)
+    tree = start_tree(write_config(executors=executor(gateway, monkeypatch)))
+    started = time.monotonic()
+    task = asyncio.run(submit(tree, "What is on my calendar this afternoon?"))
+    done = asyncio.run(task_when(tree, task["task_id"]))
+    print(f"\none general task through OpenClaw's agent: {time.monotonic() - started:.1f}s")
+    assert done["state"] == "completed", done
+    assert done["result"] == answer
+    scope = task_scope(str(task["task_id"]), "What is on my calendar this afternoon?")
+    history = gateway.rpc("chat.history", {"sessionKey": f"agent:main:omni-task-{scope}", "limit": 5})
+    said = [m.get("content") for m in history["payload"]["messages"] if m.get("role") == "user"]
+    assert said == ["What is on my calendar this afternoon?"], "the task ran in its own session, with its text"
+
+
+def test_cancel_aborts_the_run_on_the_gateway(gateway, write_config, start_tree, monkeypatch):
+    tree = start_tree(write_config(executors=executor(gateway, monkeypatch, "--agent", "slow")))
+    calls_before = gateway.admin.calls("slow")
+    description = "Summarise every message of this year"
+    task = asyncio.run(submit(tree, description))
+    wait_until(lambda: gateway.admin.calls("slow") > calls_before, TURN_S / 2, "the run to reach the model",
+               interval_s=0.1)
+    scope = task_scope(str(task["task_id"]), description)
+
+    async def cancel():
+        async with GatewaySession(tree.url, TOKEN) as omni:
+            await omni.call("cancel_task", task_id=task["task_id"])
+    cancelled_at = time.time()
+    asyncio.run(cancel())
+    ended = gateway.rpc("agent.wait", {"runId": f"omni-task-{scope}.1", "timeoutMs": 30_000}, timeout_s=40)["payload"]
+    print(f"\ncancel → run ended on the gateway: {ended.get('endedAt', 0) / 1000 - cancelled_at:.2f}s")
+    assert ended["status"] == "error" and ended["stopReason"] == "rpc", ended
+    session = gateway.rpc("chat.history", {"sessionKey": f"agent:slow:omni-task-{scope}", "limit": 1})
+    assert session["payload"]["sessionInfo"]["abortedLastRun"] is True
+    assert asyncio.run(task_when(tree, task["task_id"], wait_s=0))["state"] == "cancelled"
+
+
+def test_a_turn_past_its_timeout_is_aborted_and_fails_the_task_clearly(gateway, write_config, start_tree, monkeypatch):
+    settings = executor(gateway, monkeypatch, "--agent", "slow")
+    settings["general"]["arguments"]["timeout_s"] = 3
+    tree = start_tree(write_config(executors=settings))
+    task = asyncio.run(submit(tree, "Crawl the whole web"))
+    done = asyncio.run(task_when(tree, task["task_id"]))
+    run_id = f"omni-task-{task_scope(str(task['task_id']), 'Crawl the whole web')}.1"
+    assert done["state"] == "failed"
+    assert done["error"] == f"Error executing tool run_agent_turn: OpenClaw's agent did not finish within 3s: " \
+                            f"run {run_id} aborted"
+    ended = gateway.rpc("agent.wait", {"runId": run_id, "timeoutMs": 10_000})["payload"]
+    assert ended["status"] == "error" and ended["stopReason"] == "rpc", "the gateway's run was aborted too"
+
+
+# --- the server's own answers ---------------------------------------------------------------------------------
+def env_for(token: str, **extra: str) -> dict[str, str]:
+    return {"OPENCLAW_GATEWAY_TOKEN": token, "PATH": os.environ.get("PATH", ""), **extra}
+
+
+def test_a_wrong_token_and_a_down_gateway_are_named(gateway):
+    wrong, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "task_id": "w1"}, env_for("not-the-token"))
+    assert wrong.is_error and text(wrong).endswith(
+        f"OpenClaw gateway at {gateway.url} refused the token (AUTH_TOKEN_MISMATCH): check OPENCLAW_GATEWAY_TOKEN")
+    assert "not-the-token" not in text(wrong)
+    down = f"ws://127.0.0.1:{free_port()}"
+    refused, _ = call_tool(server_args(down), {"prompt": "hello"}, env_for(gateway.token))
+    assert refused.is_error and text(refused).endswith(f"OpenClaw gateway at {down} is not reachable: connection refused")
+    missing, _ = call_tool(server_args(gateway.url), {"prompt": "hello"}, env_for(""))
+    assert missing.is_error and text(missing).endswith(
+        "no OpenClaw gateway token: the environment variable OPENCLAW_GATEWAY_TOKEN is unset or empty "
+        "(give it in the executor's env)")
+
+
+def test_no_model_and_a_failing_model_say_what_the_run_said(gateway):
+    ghost, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "session_key": "agent:ghost:omni-test-1"},
+                         env_for(gateway.token))
+    assert ghost.is_error and "OpenClaw's agent failed run " in text(ghost) and "Unknown model: ghost/none" in text(ghost)
+    failing, progress = call_tool(server_args(gateway.url, "--agent", "broken", "--wait-slice", "1"),
+                                  {"prompt": "hello", "task_id": "b1", "timeout_s": 8}, env_for(gateway.token))
+    assert failing.is_error and f"OpenClaw's agent did not finish within 8s: run omni-task-{task_scope('b1', 'hello')}.1 aborted; " \
+                                "last model error: ⚠️ broken/sim request failed (provider internal error, HTTP 500)" \
+                                in text(failing)
+    assert any("Retrying in" in message for message in progress), progress
+
+
+def test_an_im_users_session_is_refused(gateway):
+    refused, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "session_key": "agent:main:main"},
+                           env_for(gateway.token))
+    assert refused.is_error and text(refused).endswith(
+        "argument session_key 'agent:main:main': expected a session of this executor's own, agent:<agent>:omni-…, "
+        "never an IM user's session")
+
+
+def test_a_repeated_call_reattaches_and_a_retry_after_an_abort_starts_afresh(gateway):
+    gateway.admin.set("fast", reply="the same answer")
+    calls = gateway.admin.calls("fast")
+    first, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "task_id": "r1"}, env_for(gateway.token))
+    model_calls = gateway.admin.calls("fast") - calls
+    again, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "task_id": "r1"}, env_for(gateway.token))
+    assert (text(first), text(again)) == ("the same answer", "the same answer") and not first.is_error
+    assert gateway.admin.calls("fast") - calls == model_calls, "the repeated call started no second run"
+    aborted, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2", "timeout_s": 2},
+                           env_for(gateway.token))
+    retried, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2", "timeout_s": 2},
+                           env_for(gateway.token))
+    scope = task_scope("r2", "x")
+    assert f"run omni-task-{scope}.1 aborted" in text(aborted) and f"run omni-task-{scope}.2 aborted" in text(retried)
+
+
+# --- Moltworker: a remote OpenClaw (here the local gateway on ws://, with a stand-in of its /api/status) --------
+@pytest.fixture
+def moltworker_status(tmp_path):
+    started = []
+
+    def start(starting_s: float) -> str:
+        ready = tmp_path / f"molt-{len(started)}.json"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mcp_servers.moltworker_status", "--port", "0", "--starting-s", str(starting_s),
+             "--require-header", "CF-Access-Client-Id=CFID", "--ready-file", str(ready)],
+            cwd=PROJECT_ROOT, env={**os.environ, "CFID": "access-id-1"}, stdout=subprocess.DEVNULL)
+        started.append(process)
+        wait_until(ready.exists, 20, "the Moltworker status stand-in")
+        return json.loads(ready.read_text())["url"]
+    yield start
+    for process in started:
+        process.kill()
+        process.wait(5)
+
+
+def moltworker_args(gateway: Gateway, status_url: str, tmp_path: Path, connect_timeout_s: float) -> list[str]:
+    return server_args(gateway.url, "--token-env", "MOLTWORKER_GATEWAY_TOKEN", "--connect-timeout",
+                       str(connect_timeout_s), "--health-url", f"{status_url}/api/status", "--health-interval", "0.5",
+                       "--header", "CF-Access-Client-Id=CF_ACCESS_CLIENT_ID",
+                       "--header", "CF-Access-Client-Secret=CF_ACCESS_CLIENT_SECRET",
+                       "--device-key", str(tmp_path / "moltworker-device.pem"))
+
+
+def molt_env(gateway: Gateway) -> dict[str, str]:
+    return {"MOLTWORKER_GATEWAY_TOKEN": gateway.token, "CF_ACCESS_CLIENT_ID": "access-id-1",
+            "CF_ACCESS_CLIENT_SECRET": "access-secret-1", "PATH": os.environ.get("PATH", "")}
+
+
+def test_a_moltworker_style_remote_waits_out_its_cold_start(gateway, moltworker_status, tmp_path):
+    gateway.admin.set("fast", reply="done on the remote gateway")
+    status_url = moltworker_status(starting_s=2)
+    result, progress = call_tool(moltworker_args(gateway, status_url, tmp_path, 60),
+                                 {"prompt": "render the video overnight", "task_id": "m1"}, molt_env(gateway))
+    assert not result.is_error and text(result) == "done on the remote gateway"
+    assert any('"status": "starting"' in message for message in progress), progress
+    with urllib.request.urlopen(f"{status_url}/admin/requests", timeout=5) as response:
+        seen = json.loads(response.read())["requests"]
+    assert seen and all(request["access_headers_ok"] for request in seen), "the Access headers went with each probe"
+    assert (tmp_path / "moltworker-device.pem").stat().st_mode & 0o777 == 0o600, "the device key is owner-only"
+
+
+def test_a_remote_that_never_gets_ready_fails_within_its_connect_timeout(gateway, moltworker_status, tmp_path):
+    status_url = moltworker_status(starting_s=10_000)
+    result, _ = call_tool(moltworker_args(gateway, status_url, tmp_path, 3), {"prompt": "x", "task_id": "m2"},
+                          molt_env(gateway))
+    assert result.is_error and text(result).endswith(
+        f'{status_url}/api/status did not report ready within 3s (the connect timeout): last answer '
+        '{"ok": false, "status": "starting"}')
+    no_access, _ = call_tool(moltworker_args(gateway, status_url, tmp_path, 3), {"prompt": "x", "task_id": "m3"},
+                             {**molt_env(gateway), "CF_ACCESS_CLIENT_ID": "someone-else"})
+    assert no_access.is_error and text(no_access).endswith(
+        f"{status_url}/api/status refused us: HTTP 403 (Cloudflare Access: check the CF-Access-Client-Id/-Secret headers)")
