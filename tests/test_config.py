@@ -28,11 +28,13 @@ def test_the_shipped_configs_load(monkeypatch):
     cfg = load_config(EMBEDDED_DEFAULT)
     assert set(cfg.executors) == {"coder", "general"} and cfg.gateway.port == 8765
     assert cfg.executors["coder"].tool == "claude_code"
-    for name in ("ANTHROPIC_API_KEY", "MOLTWORKER_TOKEN", "CLIPROXY_API_KEY", "OPENROUTER_API_KEY",
-                 "CLIPROXY_BACKUP_KEY", "OPENROUTER_BACKUP_KEY"):
+    for name in ("ANTHROPIC_API_KEY", "OPENCLAW_GATEWAY_TOKEN", "MOLTWORKER_GATEWAY_TOKEN", "CF_ACCESS_CLIENT_ID",
+                 "CF_ACCESS_CLIENT_SECRET", "CLIPROXY_API_KEY", "OPENROUTER_API_KEY", "CLIPROXY_BACKUP_KEY",
+                 "OPENROUTER_BACKUP_KEY"):
         monkeypatch.setenv(name, "from-the-environment")
     real = load_config(EMBEDDED_DEFAULT.with_name("default.yaml"))
-    assert real.executors["moltworker"].headers["Authorization"] == "Bearer from-the-environment"
+    assert real.executors["moltworker"].env["CF_ACCESS_CLIENT_SECRET"] == "from-the-environment"
+    assert real.executors["general"].args[:2] == ("-m", "mcp_servers.openclaw_agent")
     assert [rule.kind for rule in real.routing.rules] == ["coding", "heavy", "general"]
     assert real.litellm.tiers["P2"].backup_key == "from-the-environment" and real.litellm.tiers["P2"].paid
     assert "proxy restart" in real.litellm.restart_command and real.locale == "zh-Hant"

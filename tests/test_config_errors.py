@@ -235,8 +235,9 @@ def test_a_backoff_that_outlasts_the_intensity_window_is_refused(tmp_path):
 
 
 def test_the_shipped_supervision_settings_can_escalate(monkeypatch):
-    for name in ("ANTHROPIC_API_KEY", "MOLTWORKER_TOKEN", "CLIPROXY_API_KEY", "OPENROUTER_API_KEY",
-                 "CLIPROXY_BACKUP_KEY", "OPENROUTER_BACKUP_KEY"):
+    for name in ("ANTHROPIC_API_KEY", "OPENCLAW_GATEWAY_TOKEN", "MOLTWORKER_GATEWAY_TOKEN", "CF_ACCESS_CLIENT_ID",
+                 "CF_ACCESS_CLIENT_SECRET", "CLIPROXY_API_KEY", "OPENROUTER_API_KEY", "CLIPROXY_BACKUP_KEY",
+                 "OPENROUTER_BACKUP_KEY"):
         monkeypatch.setenv(name, "from-the-environment")
     for path in (EMBEDDED_DEFAULT, EMBEDDED_DEFAULT.with_name("default.yaml")):
         policy = load_config(path).supervision
