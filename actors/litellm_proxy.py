@@ -14,6 +14,8 @@ its output goes to `$OMNI_HOME/logs/litellm.log`.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import signal
@@ -24,6 +26,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from config import LiteLLMConfig
@@ -55,16 +58,19 @@ class ProxyStartFailed(RuntimeError):
 class ProxyPaths:
     log: Path
     pid: Path
+    fingerprint: Path   # what the proxy in `pid` was started with (see _fingerprint)
 
 
 def proxy_paths(home: Path) -> ProxyPaths:
     """Where the managed proxy's log and pid file live.
 
     >>> proxy_paths(Path("/h"))
-    ProxyPaths(log=PosixPath('/h/logs/litellm.log'), pid=PosixPath('/h/litellm.pid'))
+    ProxyPaths(log=PosixPath('/h/logs/litellm.log'), pid=PosixPath('/h/litellm.pid'), \
+fingerprint=PosixPath('/h/litellm.fingerprint'))
     """
     home = Path(home)
-    return ProxyPaths(log=home / "logs" / "litellm.log", pid=home / "litellm.pid")
+    return ProxyPaths(log=home / "logs" / "litellm.log", pid=home / "litellm.pid",
+                      fingerprint=home / "litellm.fingerprint")
 
 
 def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
@@ -84,11 +90,13 @@ def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
     port = _port(cfg.url)
     running = _running_pid(cfg, paths)
     if running is not None:
-        raise ProxyStartFailed(f"a LiteLLM proxy is already running (pid {running}); use restart")
+        same = _recorded_fingerprint(paths) == _fingerprint(cfg)
+        raise ProxyStartFailed(f"a LiteLLM proxy is already running (pid {running}"
+                               f"{'' if same else ', started with another configuration'}); use restart")
     if _listening(port):
         raise ProxyStartFailed(f"something already listens on {HOST}:{port} (not our proxy: no live pid in "
                                f"{paths.pid}); stop it or change litellm.url")
-    command = [cfg.executable, "--config", cfg.config_path, "--host", HOST, "--port", str(port)]
+    command = _proxy_command(cfg)
     env = {**os.environ, **cfg.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     paths.log.parent.mkdir(parents=True, exist_ok=True)
     _rotate(paths.log)
@@ -101,21 +109,49 @@ def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
         except OSError as err:
             raise ProxyStartFailed(f"cannot run {cfg.executable}: {err.strerror} (make setup?)") from None
     _children[child.pid] = child
-    _write_pid(paths.pid, child.pid)
+    _write_pid(paths, child.pid, _fingerprint(cfg))
+    return _await_answer(cfg, home, child.pid,
+                         lambda: None if child.poll() is None else f" with code {child.returncode}")
+
+
+def adopt_or_start_proxy(cfg: LiteLLMConfig, home: Path) -> tuple[int, bool]:
+    """The managed proxy answering, as the keeper wants it at start-up; its pid, and True if adopted.
+
+    A proxy of ours that is already running (our pid file, a live process, started with this very
+    configuration), e.g. left behind, detached, by a supervisor that was SIGKILLed, is adopted and waited
+    for as a fresh start would be (ProxyStartFailed if it exits or misses the start deadline: then it is
+    killed). Otherwise a new one is started, with start_proxy's refusals (a foreign process on the port,
+    a proxy of ours with another configuration).
+
+    >>> adopt_or_start_proxy(cfg.litellm, cfg.home)     # doctest: +SKIP
+    (4242, True)
+    """
+    paths = proxy_paths(home)
+    pid = _running_pid(cfg, paths) if cfg.executable and cfg.config_path else None
+    if pid is None or _recorded_fingerprint(paths) != _fingerprint(cfg):
+        return start_proxy(cfg, home), False
+    return _await_answer(cfg, home, pid, lambda: None if _alive(pid) else ""), True
+
+
+def _await_answer(cfg: LiteLLMConfig, home: Path, pid: int, exited: Callable[[], str | None]) -> int:
+    """Wait until the proxy `pid` answers its liveliness URL; `exited()` is None while it runs, else how
+    it ended (" with code -9", or "" when unknown). A proxy that exits or misses the start deadline is killed (its group) and reported."""
     deadline = time.monotonic() + cfg.start_deadline_s
     while True:
-        if child.poll() is not None:
-            why = f"exited with code {child.returncode} during start-up"
+        code = exited()
+        if code is not None:
+            why = f"exited{code} during start-up"
             break
         if _answers(cfg.url, POLL_TIMEOUT_S):
-            return child.pid
+            return pid
         if time.monotonic() > deadline:
             why = f"did not answer {cfg.url}/health/liveliness within {cfg.start_deadline_s:g} s"
             break
         time.sleep(POLL_S)
-    _kill_group(child.pid, signal.SIGKILL)
-    _wait_gone(child.pid, 5)
-    paths.pid.unlink(missing_ok=True)
+    paths = proxy_paths(home)
+    _kill_group(pid, signal.SIGKILL)
+    _wait_gone(pid, 5)
+    _forget_pid(paths)
     raise ProxyStartFailed(f"LiteLLM proxy {why}; log {paths.log}, last lines:\n{log_tail(home, 20)}")
 
 
@@ -134,7 +170,7 @@ def stop_proxy(cfg: LiteLLMConfig, home: Path, timeout_s: float = 10) -> bool:
             _kill_group(pid, signal.SIGKILL)
             _wait_gone(pid, 5)
         _kill_group(pid, signal.SIGKILL, leader_too=False)   # anything the proxy left in its group
-    paths.pid.unlink(missing_ok=True)
+    _forget_pid(paths)
     return pid is not None
 
 
@@ -213,10 +249,39 @@ def _listening(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def _write_pid(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
+def _proxy_command(cfg: LiteLLMConfig) -> list[str]:
+    return [cfg.executable, "--config", cfg.config_path, "--host", HOST, "--port", str(_port(cfg.url))]
+
+
+def _fingerprint(cfg: LiteLLMConfig) -> str:
+    """What a proxy was started with (command, environment from config, the proxy's own YAML), hashed:
+    a proxy found running is adopted only if it matches. Hashed, so that no value is written out."""
+    try:
+        proxy_yaml = Path(cfg.config_path or "").read_bytes()
+    except OSError:
+        proxy_yaml = b""
+    blob = json.dumps([_proxy_command(cfg), sorted(cfg.env.items())]).encode() + b"\0" + proxy_yaml
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _write_pid(paths: ProxyPaths, pid: int, fingerprint: str) -> None:
+    """The fingerprint first, then the pid (the pid file stays a bare pid: `kill $(cat litellm.pid)`)."""
+    for path, text in ((paths.fingerprint, fingerprint), (paths.pid, str(pid))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(f"{text}\n")
+        os.replace(tmp, path)
+
+
+def _recorded_fingerprint(paths: ProxyPaths) -> str | None:
+    try:
+        return paths.fingerprint.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _forget_pid(paths: ProxyPaths) -> None:
+    paths.pid.unlink(missing_ok=True)
+    paths.fingerprint.unlink(missing_ok=True)
 
 
 def _rotate(log: Path) -> None:
@@ -230,8 +295,8 @@ def _rotate(log: Path) -> None:
 def _running_pid(cfg: LiteLLMConfig, paths: ProxyPaths) -> int | None:
     """The pid in the pid file if that process is alive and runs the proxy (not a reused pid)."""
     try:
-        pid = int(paths.pid.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        pid = int(paths.pid.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
         return None
     command = _command(pid) if _alive(pid) else ""
     return pid if "litellm" in command or Path(cfg.executable or "litellm").name in command else None

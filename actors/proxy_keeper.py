@@ -1,5 +1,8 @@
 """The ProxyKeeper owns a *managed* LiteLLM proxy process: it starts it (with a deadline) when none
-answers, and restarts it when its memory passes the ceiling (users report slow leaks).
+answers, and restarts it when its memory passes the ceiling (users report slow leaks). A proxy of ours
+found running at start-up (left behind by a supervisor that was SIGKILLed: the proxy is detached) is
+adopted and waited for as a start would be, not reported as a failed start; a foreign process on the
+port is a failed start.
 
 It does not restart a proxy that died: noticing that is the LiteLLMGuard's job, and bringing it back
 is the repair flow's (Claude Code runs the restart command), so that a broken proxy gets diagnosed
@@ -23,7 +26,7 @@ from messages import CheckProxyMemory, ProxyActionDone, ProxyRestarting, RecordS
 from messages.models import LastStartFailure, ProxyDidNotStart, ProxyRead, ReadProxy
 
 from .journal import Journal
-from .litellm_proxy import proxy_status, restart_proxy, start_proxy, stop_proxy
+from .litellm_proxy import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
 from .supervised import ChildContext, SupervisedActor, describe
 
 CHECK_EVERY_PROBES = 5
@@ -91,7 +94,7 @@ class ProxyKeeper(SupervisedActor):
         if not self._checked:
             self._checked = True
             if not self._status["answers"]:
-                self._act("start", start_proxy)
+                self._act("start", adopt_or_start_proxy)
 
     def _check_memory(self) -> None:
         status = self._status
@@ -103,12 +106,13 @@ class ProxyKeeper(SupervisedActor):
             self._act("restart", restart_proxy)
 
     # --- start and restart -------------------------------------------------------------------------------
-    def _act(self, what: str, action: Callable[[LiteLLMConfig, Path], int]) -> None:
-        """Start/restart take seconds: run them off the actor thread, hear back as a message."""
+    def _act(self, what: str, action: Callable[[LiteLLMConfig, Path], Any]) -> None:
+        """Start/restart take seconds: run them off the actor thread, hear back as a message. A start that
+        found a proxy of ours running and waited for it comes back as the action "adopt"."""
         self._action = what
         self._forget_reading()
         self._off_thread(lambda: action(self._config, self._home),
-                         lambda _pid, error: ProxyActionDone(what, error))
+                         lambda outcome, error: ProxyActionDone(_done_as(what, outcome), error))
 
     def _finished(self, done: ProxyActionDone) -> None:
         self._action = None
@@ -140,6 +144,15 @@ class ProxyKeeper(SupervisedActor):
     def _event(self, detail: str) -> None:
         self._journal.record("proxy", detail=detail)
         self.directory.tell("state_store", RecordSystemEvent("proxy", detail))
+
+
+def _done_as(what: str, outcome: Any) -> str:
+    """ "adopt" for a start that adopted a running proxy (outcome `(pid, True)`), else `what`.
+
+    >>> _done_as("start", (4242, True)), _done_as("start", (4242, False)), _done_as("restart", 4242)
+    ('adopt', 'start', 'restart')
+    """
+    return "adopt" if isinstance(outcome, tuple) and outcome[1] else what
 
 
 def _headline(error: str) -> str:

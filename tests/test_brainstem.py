@@ -38,6 +38,12 @@ def journal(tree, event: str) -> list[dict]:
     return [entry for entry in map(json.loads, lines) if entry["event"] == event]
 
 
+def journal_of(home, event: str, since: float) -> list[dict]:
+    """The journal's `event` entries from wall-clock `since` on (a supervisor process's: read from its home)."""
+    lines = (home / "logs" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [entry for entry in map(json.loads, lines) if entry["event"] == event and entry["ts"] >= since]
+
+
 def submit_all(url, descriptions, **fields):
     async def scenario():
         async with GatewaySession(url, TOKEN) as gateway:
@@ -151,12 +157,21 @@ def test_sigkill_during_the_outage_comes_back_in_brainstem_and_resumes(write_con
     wait_until(lambda: set(task_states(omni_home / "omni.db").values()) == {"waiting"}, 30, "all suspended")
     first.kill()
 
+    restarted_at = time.time()
     second = supervisor_process(config)   # new providers answer: the cloud is back, but the mode is remembered
 
     async def status():
         async with GatewaySession(second.url, TOKEN) as gateway:
             return await gateway.call("system_status")
-    assert asyncio.run(status())["mode"] == "brainstem"
+    wait_until(lambda: journal_of(omni_home, "mode", restarted_at), 30, "the restarted run's first mode")
+    first_mode = journal_of(omni_home, "mode", restarted_at)[0]
+    assert (first_mode["mode"], first_mode["reason"]) == ("brainstem", "still offline after a restart: staying in "
+                                                                       "brainstem mode")
     wait_until(lambda: all(task_states(omni_home / "omni.db")[i] == "completed" for i in ids), 60,
                "every task completed after the restart")
-    assert asyncio.run(status())["mode"] == "normal"
+    wait_until(lambda: asyncio.run(status())["mode"] == "normal", 60, "normal mode after the restart")
+    # The proxy the killed run left behind is ours: the new keeper adopts it (or finds it answering), never
+    # calls that a failed start.
+    keeper_actions = [e["detail"] for e in journal_of(omni_home, "proxy", restarted_at)
+                      if e["detail"].startswith(("proxy start", "proxy adopt", "proxy restart"))]
+    assert all(detail.endswith(": ok") for detail in keeper_actions), keeper_actions

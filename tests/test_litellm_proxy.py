@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from actors.litellm_proxy import (ProxyStartFailed, log_tail, main, proxy_paths, proxy_status, restart_proxy,
-                                  start_proxy, stop_proxy)
+from actors.litellm_proxy import (ProxyStartFailed, adopt_or_start_proxy, log_tail, main, proxy_paths, proxy_status,
+                                  restart_proxy, start_proxy, stop_proxy)
 from config import PROJECT_ROOT, LiteLLMConfig
 from sandbox.providers import ProvidersAdmin, start_providers
 
@@ -133,11 +133,24 @@ def test_status_reports_a_live_proxy(proxy):
     print(f"\n[measure] proxy RSS after start and a few calls: {status['rss_mb']:.0f} MB")
 
 
+def test_a_running_proxy_of_ours_is_adopted_only_with_the_same_configuration(proxy):
+    """What the keeper does at start-up: the proxy a SIGKILLed supervisor left running (detached) is taken over
+    as it is; one started with another configuration is not ours to use, and stays a failed start."""
+    cfg, home, pid, _ = proxy
+    assert adopt_or_start_proxy(cfg, home) == (pid, True)
+    other = replace(cfg, env={**cfg.env, "OMNI_SANDBOX_FREE_URL": "http://127.0.0.1:9/v1"})
+    with pytest.raises(ProxyStartFailed, match=rf"already running \(pid {pid}, started with another configuration"):
+        adopt_or_start_proxy(other, home)
+    assert proxy_status(cfg, home)["pid"] == pid, "the running proxy is left alone"
+
+
 def test_refuses_a_taken_port(proxy, make_cfg, tmp_path):
     cfg, _home, _pid, _ = proxy
     other_home = tmp_path / "other"   # no pid file there: whatever listens is not ours
     with pytest.raises(ProxyStartFailed, match="already listens"):
         start_proxy(cfg, other_home)
+    with pytest.raises(ProxyStartFailed, match="already listens"):   # not ours: never adopted
+        adopt_or_start_proxy(cfg, other_home)
     with pytest.raises(ProxyStartFailed, match="already running"):
         start_proxy(cfg, proxy[1])
 

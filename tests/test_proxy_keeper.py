@@ -1,6 +1,7 @@
 """The managed proxy's keeper, with a real LiteLLM proxy process in front of the simulated providers:
 a start that fails is reported at once (the route goes direct, the mode degraded, the repair flow
-begins), and its snapshot never waits on the proxy.
+begins), a proxy of ours left running by an earlier run is adopted rather than called a failed start,
+and its snapshot never waits on the proxy.
 """
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
 import time
 
 import pytest
 
 from actors.gateway_client import GatewaySession
+from actors.litellm_proxy import start_proxy
+from config import load_config
 from messages import GetMode, Introspect
 
 from .conftest import TOKEN, wait_until
-from .test_litellm_failover import ask_model, guard, notices, proxy_pid, start_with_models
+from .test_litellm_failover import ask_model, guard, journal, notices, proxy_pid, start_with_models
 
 SNAPSHOT_BOUND_S = 0.5   # a snapshot that waits on the proxy takes the probe timeout (0.8 s) or hangs
 
@@ -74,6 +78,34 @@ def test_a_taken_port_is_reported_at_once(start_tree, write_config, models_world
         tree = start_tree(write_config(models=models_world), wait_for_executors=False)
         reported_down_at_once(tree)
         assert any(f"already listens on 127.0.0.1:{port}" in text for text in notices(tree))
+
+
+def test_a_proxy_left_running_by_an_earlier_run_is_adopted_not_a_failed_start(start_tree, write_config,
+                                                                             models_world, omni_home):
+    """A SIGKILLed supervisor leaves its detached proxy running. The next keeper finds it not answering yet
+    (here: stopped until the keeper has acted) and waits for it as for a start of its own."""
+    models_world["litellm"]["restart_command"] = "/bin/false"   # no repair may hide a failed start
+    config = write_config(models=models_world)
+    cfg = load_config(config)
+    earlier_run = threading.Thread(target=start_proxy, args=(cfg.litellm, cfg.home), daemon=True)
+    earlier_run.start()
+    wait_until((omni_home / "litellm.pid").exists, 30, "the earlier run's proxy spawned")
+    orphan = proxy_pid(omni_home)
+    os.kill(orphan, signal.SIGSTOP)
+    try:
+        tree = start_tree(config, wait_for_executors=False)
+        wait_until(lambda: keeper(tree)["action"] == "start", 30, "the keeper acting on a proxy that does not answer")
+    finally:
+        os.kill(orphan, signal.SIGCONT)
+    wait_until(lambda: guard(tree)["proxy_answered"] and guard(tree)["route"] == "proxy", 90,
+               "the guard to see the adopted proxy answer")
+    wait_until(lambda: keeper(tree)["last"], 30, "the keeper's start to end")
+    assert keeper(tree)["last"] == "adopt: ok"
+    assert proxy_pid(omni_home) == orphan and keeper(tree)["start_failure"] is None
+    assert tree.ask("system_mode", GetMode())["mode"] == "normal"
+    assert journal(tree, "route", "mode") == [] and repair_tasks(tree) == []
+    assert ask_model(tree).route == "proxy"
+    earlier_run.join(30)
 
 
 def test_snapshots_answer_at_once_while_the_proxy_hangs(start_tree, write_config, models_world, omni_home):
