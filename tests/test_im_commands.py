@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -269,7 +268,10 @@ def test_a_crash_of_the_bridge_actor_neither_loses_nor_repeats_a_message(write_c
     tree.directory.tell("openclaw_bridge", CrashNow("test: again"))
     sessions += [chat.send("note 5"), chat.send("/tasks")]
     wait_until(lambda: all(chat.replies(s) for s in sessions), 20, "replies to every message")
-    time.sleep(0.5)                                                  # a repeat would come now
+    # A message handled twice would be queued before this marker's reply (messages are handled in order),
+    # and sent once nothing is left unsent.
+    assert chat.ask("/mode").startswith("Mode: ")
+    wait_until(lambda: bridge(tree)["unsent"] == 0, 20, "every queued reply sent")
     answers = [[r for r in chat.replies(s) if " completed: " not in r] for s in sessions]   # not the tasks' news
     assert [len(a) for a in answers] == [1] * 6, answers
     with tree.db() as db:
