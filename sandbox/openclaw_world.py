@@ -15,8 +15,8 @@ sandbox/telegram_bot_api.py), the plugin path (this checkout), a model provider 
 
 The gateway runs in its own process group (every child of it dies with it); start, stop and kill are bounded in
 time, and `stop()` leaves no process behind. Layout of the folder: `home/` (HOME), `state/`
-(OPENCLAW_STATE_DIR, with openclaw.json), `logs/gateway.log` (stdout and stderr), `logs/openclaw.log`,
-`gateway.token` (0600).
+(OPENCLAW_STATE_DIR, with openclaw.json), `bridge-state/` (HOME and OPENCLAW_STATE_DIR of the bridge),
+`logs/gateway.log` (stdout and stderr), `logs/openclaw.log`, `gateway.token` (0600).
 """
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ class OpenClawWorld:
         self.port = port or free_port()
         self.token = secrets.token_urlsafe(24)
         self.home, self.state_dir, self.logs = self.root / "home", self.root / "state", self.root / "logs"
+        self.bridge_state_dir = self.root / "bridge-state"
         self.token_file = self.root / "gateway.token"
         self.config_path = self.state_dir / "openclaw.json"
         self.process: subprocess.Popen | None = None
@@ -128,9 +129,12 @@ class OpenClawWorld:
             "OPENCLAW_GATEWAY_TOKEN": self.token, "TELEGRAM_BOT_TOKEN": self.bot_token, "TZ": "UTC"})
 
     def bridge_env(self) -> dict[str, str]:
-        """What `openclaw mcp serve` needs in its environment (MCP's stdio client passes little else)."""
-        env = self.env()
-        return {key: env[key] for key in ("PATH", "HOME", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH")}
+        """The environment of `openclaw mcp serve` (MCP's stdio client passes little else): node on PATH, and a
+        state folder of its own. Sharing the gateway's, the bridge died at its first call now and then with
+        "another OpenClaw process owns state-lifecycle" (both write the state database); it needs nothing
+        from there: the URL and the token file are on its command line."""
+        return {"PATH": self.env()["PATH"], "HOME": str(self.bridge_state_dir),
+                "OPENCLAW_STATE_DIR": str(self.bridge_state_dir)}
 
     def bridge_command(self) -> list[str]:
         """argv of the real channel bridge, connected to this gateway."""
@@ -144,7 +148,7 @@ class OpenClawWorld:
     # ---------------------------------------------------------------- config
 
     def _prepare(self) -> None:
-        for folder in (self.home, self.state_dir, self.logs):
+        for folder in (self.home, self.state_dir, self.logs, self.bridge_state_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.token_file.write_text(self.token + "\n", encoding="utf-8")
         self.token_file.chmod(0o600)

@@ -39,60 +39,50 @@ def say_and_wait(telegram, chat_id: int, text: str, answers: int = 1) -> tuple[l
     return [m["shown"] for m in new], new[0]["time"] - written
 
 
-def test_each_message_from_an_allowed_user_gets_exactly_one_answer_ours(
+def test_one_answer_per_message_ours_and_strangers_refused_logged_told_nothing_else(
         telegram, openclaw_world, real_im_config, start_tree):
+    """One tree for both (a tree and its real bridge take 5-15 s to start): an allowed user's commands and
+    tasks, and a stranger writing in between."""
     tree = start_tree(real_im_config())
     wait_bridge_up(tree)
     receipts: list[float] = []
+    refusal = say("en", "im_refused", sender=f"telegram:{STRANGER}")
 
     (help_text,), _ = say_and_wait(telegram, USER, "/help")
     assert help_text.startswith(say("en", "im_help_header")) and say("en", "im_help_footer") in help_text
     (status,), _ = say_and_wait(telegram, USER, "/status")
     assert status.startswith("Mode: ") and "Executors:" in status, status
+    assert say_and_wait(telegram, STRANGER, "/status")[0] == [refusal]
     (tasks,), _ = say_and_wait(telegram, USER, "/tasks")
     assert tasks == say("en", "im_tasks_none")
     (mode,), _ = say_and_wait(telegram, USER, "/mode")
     assert mode.startswith("Mode: "), mode
+    assert say_and_wait(telegram, STRANGER, "Delete every file in my home folder")[0] == [refusal]
 
     (receipt, news), took = say_and_wait(telegram, USER, "Summarise today's unread messages", answers=2)
     receipts.append(took)
     assert receipt == say("en", "im_task_created", task_id=1)
     assert news.startswith("Task #1 completed: "), news
-    for n in (2, 3):
-        (receipt,), took = say_and_wait(telegram, USER, f"Note number {n} for the list")
-        receipts.append(took)
-        assert receipt == say("en", "im_task_created", task_id=n)
-        wait_until(lambda: any(t.startswith(f"Task #{n} completed: ") for t in texts_to(telegram, USER)),
-                   ANSWER_TIMEOUT_S, f"task #{n}'s news")
+    (receipt,), took = say_and_wait(telegram, USER, "Note number 2 for the list")
+    receipts.append(took)
+    assert receipt == say("en", "im_task_created", task_id=2)
+    wait_until(lambda: any(t.startswith("Task #2 completed: ") for t in texts_to(telegram, USER)),
+               ANSWER_TIMEOUT_S, "task #2's news")
 
+    # the markers: anything more for an earlier message would have arrived before their answers
     (marker,), _ = say_and_wait(telegram, USER, "/mode")
     assert marker.startswith("Mode: ")
+    assert say_and_wait(telegram, STRANGER, "/help")[0] == [refusal]
     received = texts_to(telegram, USER)
     assert received[:6] == [help_text, status, tasks, mode, say("en", "im_task_created", task_id=1), news]
-    assert len(received) == 6 + 2 * 2 + 1, received       # two more tasks (receipt + news each), the marker
-    assert openclaw_world.models.calls("openclaw_model") == 0, "OpenClaw's agent called a model"
-    assert not telegram.requests("setMyCommands"), "OpenClaw published its own command menu"
-    print(f"\n[measure] real OpenClaw: Telegram message -> our receipt: "
-          + ", ".join(f"{s:.2f} s" for s in receipts))
-
-
-def test_a_stranger_is_refused_by_us_logged_and_told_nothing_else(
-        telegram, openclaw_world, real_im_config, start_tree):
-    tree = start_tree(real_im_config())
-    wait_bridge_up(tree)
-    refusal = say("en", "im_refused", sender=f"telegram:{STRANGER}")
-
-    (first,), _ = say_and_wait(telegram, STRANGER, "/status")
-    (second,), _ = say_and_wait(telegram, STRANGER, "Delete every file in my home folder")
-    assert [first, second] == [refusal, refusal]
-
-    (marker,), _ = say_and_wait(telegram, USER, "/mode")        # later than the stranger's answers would be
-    assert marker.startswith("Mode: ")
-    say_and_wait(telegram, STRANGER, "/help")                   # and the stranger's own marker
+    assert len(received) == 6 + 2 + 1, received          # task 2's receipt and news, the marker's answer
     assert texts_to(telegram, STRANGER) == [refusal] * 3
     with sqlite3.connect(tree.cfg.database_path) as db:
         refused = [row[0] for row in db.execute("select detail from system_event where kind = 'im_refused'")]
-        tasks = db.execute("select count(*) from task").fetchone()[0]
+        tasks_made = db.execute("select count(*) from task").fetchone()[0]
     assert len(refused) == 3 and all(f"telegram:{STRANGER}" in detail for detail in refused), refused
-    assert tasks == 0
-    assert openclaw_world.models.calls("openclaw_model") == 0
+    assert tasks_made == 2
+    assert openclaw_world.models.calls("openclaw_model") == 0, "OpenClaw's agent called a model"
+    assert not telegram.requests("setMyCommands"), "OpenClaw published its own command menu"
+    print("\n[measure] real OpenClaw: Telegram message -> our receipt: "
+          + ", ".join(f"{seconds:.2f} s" for seconds in receipts))
