@@ -32,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import math
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,6 +59,8 @@ NEEDED_TOOLS = frozenset({"events_wait", "messages_send", "conversations_list", 
 CATCH_UP_LIMIT = 200                     # tasks' news made good after a restart; also messages_read's maximum
 CONVERSATIONS_LIMIT = 500                # conversations_list's maximum
 SEND_RETRY_S = 1.0
+CHANGE_SLACK_S = 10.0                    # a conversation changed this long before the last read is read again
+RECHECK_LIMIT = 50                       # of a conversation's latest messages, read before sending one again
 # Bridge processes kept open across a crash of their actor, for its next incarnation:
 # (the loop's id, the actor's name) → (link id, link).
 KEPT_LINKS: dict[tuple[int, str], tuple[str, BridgeLink]] = {}
@@ -83,6 +85,9 @@ class BridgeLink(McpLink):
             result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
         except MCPError as error:
             closed = error.error.code == mcp_types.CONNECTION_CLOSED or error.error.message == "Session terminated"
+            # A call that gets no answer in time: the real bridge wedges so after its gateway restarts (sends
+            # hang for 30 s and more); a new bridge process connects afresh, and the transcripts make good the rest.
+            closed = closed or error.error.code == mcp_types.REQUEST_TIMEOUT
             if closed:
                 self._lose(error.error.message)
                 raise LinkLost(f"{self._where()}: {error.error.message}") from error
@@ -127,10 +132,8 @@ def _user_message(session_key: Any, conversation: Mapping[str, Any], message_id:
     channel, to = conversation.get("channel"), conversation.get("to")
     if role != "user" or not (channel and to and text and session_key and message_id):
         return None
-    meta = raw.get("__openclaw") or {}
-    written_ms = meta.get("recordTimestampMs") or raw.get("timestamp") or time.time() * 1000
     sender = to if to.startswith(f"{channel}:") else f"{channel}:{to}"
-    return InboundMessage(f"{session_key}:{message_id}", session_key, sender, text, written_ms / 1000)
+    return InboundMessage(f"{session_key}:{message_id}", session_key, sender, text, _written_at(raw) or time.time())
 
 
 def _text_of(content: Any) -> str | None:
@@ -139,6 +142,39 @@ def _text_of(content: Any) -> str | None:
     if isinstance(content, list):   # content blocks
         return "".join(block.get("text", "") for block in content if isinstance(block, Mapping)) or None
     return None
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One queued message to a conversation; `uncertain`: it may have been delivered already (a failed call, or a
+    crash before its delivery was recorded), so the transcript is read before it is sent again."""
+
+    outbound_id: int
+    text: str
+    created_at: float
+    uncertain: bool = False
+
+
+async def _deliver(link: BridgeLink, session_key: str, outgoing: Outgoing, timeout_s: float) -> None:
+    async def deliver() -> None:
+        if outgoing.uncertain and await _in_transcript(link, session_key, outgoing, timeout_s):
+            return
+        await link.call_json("messages_send", {"session_key": session_key, "text": outgoing.text}, timeout_s)
+    # a hard end of its own: a call on a link torn down under it must not hold the conversation's queue forever
+    await asyncio.wait_for(deliver(), 2 * timeout_s + 5)
+
+
+async def _in_transcript(link: BridgeLink, session_key: str, outgoing: Outgoing, timeout_s: float) -> bool:
+    """Did OpenClaw deliver it? Our sends are mirrored into the conversation's transcript as `assistant`."""
+    transcript = await link.call_json("messages_read", {"session_key": session_key, "limit": RECHECK_LIMIT},
+                                      timeout_s)
+    return any(message.get("role") == "assistant" and _text_of(message.get("content")) == outgoing.text
+               and _written_at(message) >= outgoing.created_at - 1 for message in transcript.get("messages", []))
+
+
+def _written_at(message: Mapping[str, Any]) -> float:
+    meta = message.get("__openclaw") or {}
+    return (meta.get("recordTimestampMs") or message.get("timestamp") or 0) / 1000
 
 
 def own_session(sender: str, session_key: str) -> bool:
@@ -162,7 +198,7 @@ class OpenClawBridge(SupervisedActor):
         self._home = home
         self._interpreter = CommandInterpreter(self._ask, self.directory.tell, im, executors, models)
         self._state: dict[str, Any] = {"link": "", "cursor": 0, "senders": {}, "reported_until": 0.0,
-                                       "inbox_since": 0.0}
+                                       "inbox_since": 0.0, "caught_up_to": 0.0}
         self._link: BridgeLink | None = None
         self._link_id = ""
         self._link_status = "starting"
@@ -171,7 +207,7 @@ class OpenClawBridge(SupervisedActor):
         self._keep_link = False               # set by a crash: the next incarnation adopts the bridge process
         self._counts = {"handled": 0, "caught_up": 0, "refused_shared": 0, "ignored": 0, "sent": 0,
                         "send_failures": 0}
-        self._outbox: dict[str, collections.deque[tuple[int, str]]] = {}   # session key → (outbound id, text)
+        self._outbox: dict[str, collections.deque[Outgoing]] = {}   # session key → what waits to go there
         self._sending: set[str] = set()       # conversations with a message on its way: one at a time each
         self._problem: str | None = None      # what an operator must fix in OpenClaw's config
 
@@ -181,11 +217,13 @@ class OpenClawBridge(SupervisedActor):
         now = time.time()
         if not self._state["reported_until"]:       # the first start ever: no news of older tasks
             self._state["reported_until"] = now
-        if not self._state["inbox_since"]:          # nor answers to older messages (OpenClaw's clock: whole seconds)
-            self._state["inbox_since"] = math.floor(now) - 1
+        if not self._state["inbox_since"]:          # nor answers to older messages
+            self._state["inbox_since"] = self._state["caught_up_to"] = now
         self._save()
-        for outbound_id, session_key, text, _ in self.directory.ask(STORE, PendingOutbound()):
-            self._outbox.setdefault(session_key, collections.deque()).append((outbound_id, text))
+        for outbound_id, session_key, text, created_at in self.directory.ask(STORE, PendingOutbound()):
+            # sent or not? A crash may have come between the delivery and its record: OpenClaw's transcript says
+            self._outbox.setdefault(session_key, collections.deque()).append(
+                Outgoing(outbound_id, text, created_at, uncertain=True))
             if (sending := IN_FLIGHT.get((*self._kept_key, outbound_id))) is not None:   # the last incarnation's
                 self._sending.add(session_key)
                 self._await_sent(outbound_id, session_key, sending)
@@ -297,23 +335,26 @@ class OpenClawBridge(SupervisedActor):
     def _catch_up(self) -> None:
         """Read every conversation's recent transcript on the loop; the user messages come back as TranscriptsRead."""
         generation, link = self._generation, self._link
+        since = self._state["caught_up_to"] - CHANGE_SLACK_S
 
-        async def read() -> tuple[InboundMessage, ...]:
+        async def read() -> TranscriptsRead:
             listed = await link.call_json("conversations_list", {"limit": CONVERSATIONS_LIMIT},
                                           self._spec.call_timeout_s)
             found: list[InboundMessage] = []
+            newest = 0.0
             for conversation in listed.get("conversations", []):
-                if self._im.session_key and conversation.get("sessionKey") != self._im.session_key:
-                    continue
+                changed = (conversation.get("updatedAt") or 0) / 1000 or time.time()   # unknown: read it
+                if changed < since or (self._im.session_key and conversation.get("sessionKey") != self._im.session_key):
+                    continue                  # nothing new there since the last read
                 transcript = await link.call_json("messages_read", {"session_key": conversation["sessionKey"],
                                                                     "limit": CATCH_UP_LIMIT}, self._spec.call_timeout_s)
                 found += transcript_messages(conversation, transcript.get("messages", []))
-            return tuple(found)
+                newest = max(newest, changed)
+            return TranscriptsRead(generation, tuple(found), newest_change=newest)
 
-        def done(future: concurrent.futures.Future[tuple[InboundMessage, ...]]) -> None:
+        def done(future: concurrent.futures.Future[TranscriptsRead]) -> None:
             error = _error_of(future)
-            self._tell_self(TranscriptsRead(generation, error=error) if error else
-                            TranscriptsRead(generation, future.result()))
+            self._tell_self(TranscriptsRead(generation, error=error) if error else future.result())
         self.loop.submit(read()).add_done_callback(done)
 
     def _transcripts_read(self, read: TranscriptsRead) -> None:
@@ -321,6 +362,7 @@ class OpenClawBridge(SupervisedActor):
         if read.error is not None:
             self._journal.record("openclaw_bridge", problem="catch-up failed", error=read.error)
             return
+        self._state["caught_up_to"] = max(self._state["caught_up_to"], read.newest_change)
         fresh = [message for message in read.messages if message.written_at >= self._state["inbox_since"]]
         seen = self.directory.ask(STORE, SeenInbound(tuple(message.key for message in fresh))) if fresh else set()
         for message in sorted(fresh, key=lambda m: m.written_at):
@@ -369,7 +411,7 @@ class OpenClawBridge(SupervisedActor):
 
     def _enqueue(self, session_key: str, outbound_id: int | None, text: str | None) -> None:
         if outbound_id is not None and text is not None:
-            self._outbox.setdefault(session_key, collections.deque()).append((outbound_id, text))
+            self._outbox.setdefault(session_key, collections.deque()).append(Outgoing(outbound_id, text, time.time()))
             self._pump(session_key)
 
     def _pump(self, session_key: str) -> None:
@@ -377,10 +419,9 @@ class OpenClawBridge(SupervisedActor):
         queued, link = self._outbox.get(session_key), self._link
         if not queued or session_key in self._sending or link is None or self._link_status != "up":
             return
-        outbound_id, text = queued[0]
+        outgoing, outbound_id = queued[0], queued[0].outbound_id
         self._sending.add(session_key)
-        future = self.loop.submit(link.call_json("messages_send", {"session_key": session_key, "text": text},
-                                                 self._spec.call_timeout_s))
+        future = self.loop.submit(_deliver(link, session_key, outgoing, self._spec.call_timeout_s))
         key, directory = (*self._kept_key, outbound_id), self.directory
         IN_FLIGHT[key] = future
 
@@ -398,17 +439,27 @@ class OpenClawBridge(SupervisedActor):
         for session_key in list(self._outbox):
             self._pump(session_key)
 
+    def _forget_sends_in_flight(self) -> None:
+        """A new link: what was on its way over the old one may or may not have arrived; send it again, checked."""
+        for session_key in self._sending:
+            self._outbox[session_key][0].uncertain = True
+        self._sending.clear()
+
     def _message_sent(self, sent: MessageSent) -> None:
-        self._sending.discard(sent.session_key)
         queued = self._outbox.get(sent.session_key)
+        if not queued or queued[0].outbound_id != sent.outbound_id:
+            return                            # the outcome of a send that a new link has replaced
+        self._sending.discard(sent.session_key)
         if sent.error is not None:            # stays first in line: sent again after a pause, or when the link is back
+            if queued and queued[0].outbound_id == sent.outbound_id:
+                queued[0].uncertain = True    # it may have reached OpenClaw before the call failed
             self._counts["send_failures"] += 1
             self._journal.record("openclaw_bridge", problem="not delivered", session_key=sent.session_key,
                                  error=sent.error)
             self.loop.tell_later(SEND_RETRY_S, self.actor_ref, SendAgain(sent.session_key))
             return
         self._counts["sent"] += 1
-        if queued and queued[0][0] == sent.outbound_id:
+        if queued and queued[0].outbound_id == sent.outbound_id:
             queued.popleft()
         if not queued:
             self._outbox.pop(sent.session_key, None)
@@ -448,6 +499,7 @@ class OpenClawBridge(SupervisedActor):
         self._journal.record("openclaw_bridge", action="connected", tools=len(tools))
         self._wait_for_event()
         self._catch_up()                      # what was written while no bridge process ran
+        self._forget_sends_in_flight()
         self._pump_all()
 
     def _link_down(self, generation: int, error: str) -> None:

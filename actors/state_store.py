@@ -235,9 +235,9 @@ class StateStore(SupervisedActor):
         ImOutbound.update(sent_at=time.time()).where(ImOutbound.id == outbound_id).execute()
 
     @staticmethod
-    def _pending_outbound() -> list[tuple[int, str, str, str]]:
+    def _pending_outbound() -> list[tuple[int, str, str, float]]:
         rows = ImOutbound.select().where(ImOutbound.sent_at.is_null()).order_by(ImOutbound.id)
-        return [(row.id, row.session_key, row.text, row.what) for row in rows]
+        return [(row.id, row.session_key, row.text, row.created_at) for row in rows]
 
     def _last_system_event(self, kind: str) -> dict[str, Any] | None:
         row = SystemEvent.select().where(SystemEvent.kind == kind).order_by(SystemEvent.id.desc()).first()

@@ -36,6 +36,7 @@ class TranscriptsRead:
     generation: int
     messages: tuple[InboundMessage, ...] = ()
     error: str | None = None
+    newest_change: float = 0.0    # the latest change (s) among the conversations read: the next read starts there
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,4 +118,4 @@ class MarkSent:
 
 @dataclass(frozen=True, slots=True)
 class PendingOutbound:
-    """Answers the outbound messages not delivered yet, oldest first: (id, session key, text, what) tuples."""
+    """Answers the outbound messages not delivered yet, oldest first: (id, session key, text, created_at) tuples."""

@@ -98,7 +98,7 @@ def real_im_config(write_config, openclaw_world) -> Callable[..., Path]:
         command = openclaw_world.bridge_command()
         bridge = {"command": command[0], "args": command[1:], "env": openclaw_world.bridge_env(),
                   # the bridge takes 4–10 s to start on a loaded machine
-                  "connect_timeout_s": 60, "respawn_initial_s": 0.2, "respawn_max_s": 2}
+                  "connect_timeout_s": 60, "respawn_initial_s": 0.2, "respawn_max_s": 2, "call_timeout_s": 10}
         im = {"allow": list(allow), "locale": "en", "wait_ms": 5000, "openclaw": bridge}
         return write_config(im=overlay(im, overrides.pop("im", {})), brainstem={"model_path": None}, **overrides)
     return write
