@@ -2,9 +2,11 @@
 
     python -m sandbox.executors coder            # tool claude_code(prompt, workFolder), over stdio
     python -m sandbox.executors general          # tool run_task(prompt), over stdio
+    python -m sandbox.executors moltworker       # tool run_agent_turn(prompt, task_id): 24/7 and GPU work
     python -m sandbox.executors general --http 8123   # Streamable HTTP on http://127.0.0.1:8123/mcp
 
-`coder` has the shape of `@steipete/claude-code-mcp`. Markers in the prompt choose the behaviour:
+`coder` has the shape of `@steipete/claude-code-mcp`; `moltworker` that of our OpenClaw-agent executor
+(`mcp_servers.openclaw_agent`) pointed at Moltworker, without its remote gateway, cold start or pairing. Markers in the prompt choose the behaviour:
 `[sleep=SECONDS]` works that long and reports progress (about ten times, at least once a second),
 `[fail]` returns a tool error, `[crash]` kills the server process mid-call, `[route]` answers with the
 model route this server was given (OPENAI_BASE_URL). Without markers it answers at once. Given a LiteLLM repair prompt (`[repair]` with a line `Restart command: …`), the coder
@@ -23,7 +25,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-ROLES = ("coder", "general")
+ROLES = ("coder", "general", "moltworker")
 CRASH_DELAY_S = 0.1
 REPAIR_TIMEOUT_S = 180.0
 _RESTART_COMMAND = re.compile(r"^Restart command: (.+)$", re.MULTILINE)
@@ -85,7 +87,7 @@ async def repair(prompt: str) -> str:
 
 
 def build_server(role: str) -> MCPServer:
-    """The stub server for `role` ("coder" or "general"), with its one tool."""
+    """The stub server for `role` (one of ROLES), with its one tool."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     server = MCPServer(f"omni-sandbox-{role}", log_level="WARNING")
@@ -97,6 +99,12 @@ def build_server(role: str) -> MCPServer:
                 return await repair(prompt)
             await work(prompt, ctx)
             return f"coder done: {prompt[:80]}"
+    elif role == "moltworker":
+        @server.tool(description="Run one agent turn on the remote OpenClaw (stub of Moltworker, 24/7 and GPU).")
+        async def run_agent_turn(prompt: str, ctx: Context, task_id: str = "", session_key: str = "",
+                                 timeout_s: float = 0) -> str:
+            await work(prompt, ctx)
+            return f"moltworker done: {prompt[:80]}"
     else:
         @server.tool(description="Run a general task (stub executor).")
         async def run_task(prompt: str, ctx: Context) -> str:

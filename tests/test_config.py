@@ -26,7 +26,7 @@ def with_change(change):
 
 def test_the_shipped_configs_load(monkeypatch):
     cfg = load_config(EMBEDDED_DEFAULT)
-    assert set(cfg.executors) == {"coder", "general"} and cfg.gateway.port == 8765
+    assert set(cfg.executors) == {"coder", "general", "moltworker"} and cfg.gateway.port == 8765
     assert cfg.executors["coder"].tool == "claude_code"
     for name in ("ANTHROPIC_API_KEY", "OPENCLAW_GATEWAY_TOKEN", "MOLTWORKER_GATEWAY_TOKEN", "CF_ACCESS_CLIENT_ID",
                  "CF_ACCESS_CLIENT_SECRET", "CLIPROXY_API_KEY", "OPENROUTER_API_KEY", "CLIPROXY_BACKUP_KEY",

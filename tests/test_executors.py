@@ -127,3 +127,13 @@ def test_tasks_queued_on_a_dead_executor_are_routed_to_a_healthy_alternative(wri
     wait_until(lambda: tree.ask("coder", Introspect())["link"].startswith("down: "), 10, "coder marked down")
     [task] = submit_and_wait(tree, ["refactor the python module"])
     assert task["state"] == "completed" and task["kind"] == "coding" and task["executor"] == "general"
+
+
+def test_24_7_and_gpu_work_goes_to_the_moltworker_stand_in(write_config, start_tree):
+    tree = start_tree(write_config())
+    heavy, general, zh = submit_and_wait(tree, ["Render the launch video on a GPU", "Summarise my inbox",
+                                                "每天爬取新聞並整理"])
+    assert (heavy["kind"], heavy["executor"], heavy["state"]) == ("heavy", "moltworker", "completed")
+    assert heavy["result"] == "moltworker done: Render the launch video on a GPU"
+    assert (zh["kind"], zh["executor"]) == ("heavy", "moltworker")
+    assert (general["kind"], general["executor"]) == ("general", "general")

@@ -92,13 +92,15 @@ def test_a_burst_is_answered_whole_and_each_tasks_news_follows_its_receipt(real_
     for n in range(1, 6):                                 # 5 messages in 2.5 s
         telegram.inbound(ALICE, f"burst {n}")
         time.sleep(0.5)
-    wait_until(lambda: sum("completed" in t for t in texts(telegram, ALICE)) == 5, 90, "all five completed")
-    print(f"\nburst: 5 messages, all completed {time.monotonic() - started:.1f}s after the first")
-    received = texts(telegram, ALICE)
+    def news() -> list[tuple[int, str]]:          # (task, "created" | "completed"), in the order received
+        return [(int(m.group(1)), m.group(2)) for t in texts(telegram, ALICE)
+                if (m := re.match(r"Task #(\d+) (created|completed)", t))]
+    wait_until(lambda: len(news()) >= 10, 120, "five receipts and five completions")
+    print(f"\nburst: 5 messages, all answered and reported {time.monotonic() - started:.1f}s after the first")
+    received = news()
+    assert sorted(received) == [(n, what) for n in range(1, 6) for what in ("completed", "created")]
     for task_id in range(1, 6):
-        created = received.index(next(t for t in received if t.startswith(f"Task #{task_id} created")))
-        completed = received.index(next(t for t in received if t.startswith(f"Task #{task_id} completed")))
-        assert created < completed, received
+        assert received.index((task_id, "created")) < received.index((task_id, "completed")), received
     assert sorted(descriptions(tree.cfg.database_path)) == [f"burst {n}" for n in range(1, 6)]
 
 
