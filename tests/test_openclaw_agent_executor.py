@@ -217,9 +217,9 @@ def test_a_turn_past_its_timeout_is_aborted_and_fails_the_task_clearly(gateway, 
     settings = executor(gateway, monkeypatch, "--agent", "slow")
     settings["general"]["arguments"]["timeout_s"] = 3
     tree = start_tree(write_config(executors=settings))
-    task = asyncio.run(submit(tree, "Crawl the whole web"))
+    task = asyncio.run(submit(tree, "Read the whole web"))
     done = asyncio.run(task_when(tree, task["task_id"]))
-    run_id = f"omni-task-{task_scope(str(task['task_id']), 'Crawl the whole web')}.1"
+    run_id = f"omni-task-{task_scope(str(task['task_id']), 'Read the whole web')}.1"
     assert done["state"] == "failed"
     assert done["error"] == f"Error executing tool run_agent_turn: OpenClaw's agent did not finish within 3s: " \
                             f"run {run_id} aborted"
