@@ -519,7 +519,7 @@ def start_providers(upstreams: dict[str, int], admin_port: int, ready_file: Path
 
     `expect_keys` maps upstream names to environment variable names; `env` is merged over this
     process's environment (put the keys' values there). The child's output goes to
-    `<ready_file>.log`. The caller stops the process (terminate, then kill).
+    `<ready_file>.log`. The caller stops the process with `stop_providers`.
     """
     ready_file = Path(ready_file)
     ready_file.unlink(missing_ok=True)
@@ -546,6 +546,18 @@ def start_providers(upstreams: dict[str, int], admin_port: int, ready_file: Path
         time.sleep(0.02)
     return process, json.loads(ready_file.read_text(encoding="utf-8"))
 
+
+
+def stop_providers(process: subprocess.Popen | None) -> None:
+    """Terminate what `start_providers` started; kill it if it does not go within 5 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,13 +34,8 @@ class SandboxProviders(SupervisedActor):
             make_tiny_qwen2(Path(self._model_path))   # ~1 s, once; a real install configures a real model
 
     def release(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
+        from .providers import stop_providers
+        stop_providers(self._process)
 
     def on_receive(self, message: Any) -> Any:
         match message:

@@ -27,7 +27,7 @@ import pytest
 from config import overlay
 from sandbox import openclaw_install
 from sandbox.openclaw_world import OpenClawWorld
-from sandbox.providers import ProvidersAdmin, start_providers
+from sandbox.providers import ProvidersAdmin, start_providers, stop_providers
 from sandbox.telegram_bot_api import BotApiAdmin, TelegramBotApi
 
 USERS = ("telegram:4242", "telegram:5151")
@@ -62,12 +62,7 @@ def openclaw_models(tmp_path_factory) -> Iterator[ProvidersAdmin]:
     admin = ProvidersAdmin(ready["admin"])
     admin.base_url = ready["upstreams"][MODEL_UPSTREAM]
     yield admin
-    process.terminate()
-    try:
-        process.wait(10)
-    except Exception:   # pylint: disable=broad-except
-        process.kill()
-        process.wait(10)
+    stop_providers(process)
 
 
 @pytest.fixture(scope="module")

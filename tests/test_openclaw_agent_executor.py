@@ -26,7 +26,7 @@ from actors.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 from mcp_servers.openclaw_agent import task_scope
 from sandbox import openclaw_install
-from sandbox.providers import ProvidersAdmin, start_providers
+from sandbox.providers import ProvidersAdmin, start_providers, stop_providers
 
 from .conftest import TOKEN, free_port, wait_until
 
@@ -121,12 +121,7 @@ def gateway(tmp_path_factory):
     finally:
         if world is not None:
             world.stop()
-        providers.terminate()
-        try:
-            providers.wait(10)
-        except subprocess.TimeoutExpired:
-            providers.kill()
-            providers.wait(5)
+        stop_providers(providers)
 
 
 # --- calling our MCP server the way an executor does --------------------------------------------------------
