@@ -42,6 +42,10 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
         from sandbox.world import SandboxProviders
         specs.append(ChildSpec("sandbox_providers", lambda ctx: SandboxProviders.start(ctx, cfg.providers, cfg.home,
                                                                                           cfg.brainstem.model_path)))
+    if cfg.sandbox_openclaw is not None:
+        from sandbox.world import SandboxOpenClaw
+        specs.append(ChildSpec("sandbox_openclaw", lambda ctx: SandboxOpenClaw.start(ctx, cfg.sandbox_openclaw,
+                                                                                      cfg.home)))
     if models and cfg.litellm.mode == "managed":
         specs.append(ChildSpec("litellm_proxy", lambda ctx: ProxyKeeper.start(ctx, cfg.litellm, cfg.home, journal)))
     if models:

@@ -43,6 +43,7 @@ def bench_config(ports: dict[str, int]) -> dict[str, Any]:
     """
     raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text(encoding="utf-8"))
     raw.pop("demo", None)
+    raw.pop("sandbox_openclaw", None)
     direct = f"http://127.0.0.1:{ports['direct']}/v1"
     return overlay(raw, {
         "gateway": {"port": 0, "generate_token": False},

@@ -22,7 +22,7 @@ import yaml
 
 from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
-from .schema import ImConfig
+from .schema import ImConfig, SandboxOpenClawConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DEFAULT = PROJECT_ROOT / "config" / "sandbox.yaml"
@@ -145,7 +145,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 
 
 TOP_LEVEL = {"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys", "budget",
-             "repair", "locale", "providers", "health", "brainstem", "im"}
+             "repair", "locale", "providers", "health", "brainstem", "im", "sandbox_openclaw"}
 SECTION_KEYS = {
     "tasks": {"max_attempts", "reconcile_interval_s"},
     "supervision": {"strategy", "max_restarts", "within_s", "backoff_initial_s", "backoff_max_s", "sweep_interval_s",
@@ -171,6 +171,9 @@ def _build(root: _Node) -> Config:
         raise ConfigError(root.file, "executors", "at least one executor")
     backup_keys = section["api_keys"].str_map("backup")
     locale = root.choice("locale", LOCALES, "en")
+    sandbox_openclaw = None
+    if root.raw("sandbox_openclaw") is not None:
+        sandbox_openclaw = _sandbox_openclaw(root.child("sandbox_openclaw"), executors)
     return Config(
         source=root.file,
         home=omni_home(),
@@ -193,6 +196,7 @@ def _build(root: _Node) -> Config:
         im=_im(root.child("im"), locale),
         providers=None if root.raw("providers") is None else {
             name: node.value for name, node in root.child("providers").items() if _port(node)},
+        sandbox_openclaw=sandbox_openclaw,
     )
 
 
@@ -412,6 +416,38 @@ def _gateway(node: _Node) -> GatewayConfig:
         token_env=node.env_name("token_env", defaults.token_env),
         generate_token=node.bool("generate_token", defaults.generate_token),
     )
+
+
+SANDBOX_OPENCLAW_TOKEN_ENV = "OMNI_SANDBOX_OPENCLAW_TOKEN"
+SANDBOX_OPENCLAW_START_S = 120     # the gateway's start, 13 s idle, up to 30 s on a loaded machine
+SANDBOX_OPENCLAW_TURN_S = 60
+
+
+def _sandbox_openclaw(node: _Node, executors: dict[str, ExecutorConfig]) -> SandboxOpenClawConfig | None:
+    """The sandbox's real OpenClaw gateway when OpenClaw is installed, with `executors[executor]` replaced by
+    our OpenClaw-agent executor pointed at it; None (and the stub stays) when it is not installed."""
+    node.require_mapping()
+    node.reject_unknown({"port", "token", "model_url", "executor"})
+    settings = SandboxOpenClawConfig(port=node.int("port", 18420, minimum=1, maximum=65535),
+                                     token=node.str("token", secret=True), model_url=node.str("model_url"),
+                                     executor=node.name("executor"))
+    stub = executors.get(settings.executor)
+    if stub is None:
+        raise ConfigError(node.file, node.key("executor"), "one of the executors: " + ", ".join(executors),
+                          node.shown("executor"))
+    from sandbox import openclaw_install
+    if not openclaw_install.installed():
+        return None
+    where = f"127.0.0.1:{settings.port}"
+    executors[settings.executor] = ExecutorConfig(
+        name=stub.name, transport="stdio", tool="run_agent_turn",
+        arguments={"prompt": "{description}", "task_id": "{task_id}", "timeout_s": SANDBOX_OPENCLAW_TURN_S},
+        command=sys.executable, cwd=str(PROJECT_ROOT), env={SANDBOX_OPENCLAW_TOKEN_ENV: settings.token},
+        args=("-m", "mcp_servers.openclaw_agent", "--url", f"ws://{where}", "--token-env", SANDBOX_OPENCLAW_TOKEN_ENV,
+              "--health-url", f"http://{where}/readyz", "--connect-timeout", str(SANDBOX_OPENCLAW_START_S)),
+        slots=stub.slots, call_timeout_s=SANDBOX_OPENCLAW_START_S + SANDBOX_OPENCLAW_TURN_S + 10,
+        connect_timeout_s=stub.connect_timeout_s)
+    return settings
 
 
 def _executor(node: _Node) -> ExecutorConfig:

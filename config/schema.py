@@ -208,6 +208,17 @@ class ImConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SandboxOpenClawConfig:
+    """Sandbox only: a real OpenClaw gateway on loopback whose agent "main" (its model on `model_url`, a
+    simulated provider) runs the tasks of executor `executor`, through `mcp_servers.openclaw_agent`. Set only
+    when OpenClaw is installed (`make openclaw`); otherwise that executor stays the stub."""
+    port: int
+    token: str = field(repr=False)
+    model_url: str = ""
+    executor: str = "general"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     home: Path
@@ -225,6 +236,7 @@ class Config:
     locale: Literal["en", "zh-Hant", "zh-Hans"] = "en"
     providers: Mapping[str, int] | None = None   # sandbox: simulated upstreams, name → port ("admin" too)
     im: ImConfig = ImConfig()
+    sandbox_openclaw: SandboxOpenClawConfig | None = None
 
     @property
     def database_path(self) -> Path:

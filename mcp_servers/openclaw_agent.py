@@ -5,7 +5,8 @@
 OpenClaw's own MCP bridge (`openclaw mcp serve`) has no tool that starts an agent turn, so this server speaks
 the gateway's public WebSocket RPC (protocol 4) itself, with aiohttp. One call of `run_agent_turn`:
 
-1. (remote gateways such as Moltworker) `GET --health-url` until it answers `{"ok": true, …}`, within the
+1. (remote gateways such as Moltworker, or a local one still starting) `GET --health-url` until it answers
+   `{"ok": true, …}` (Moltworker's `/api/status`) or `{"ready": true}` (the gateway's own `/readyz`), within the
    connect timeout: a Moltworker container takes 1–2 minutes to start cold, and says `"status": "starting"`;
 2. opens a WebSocket to `--url` (`ws://` or `wss://`, with `--header` values such as Cloudflare Access's
    `CF-Access-Client-Id` / `CF-Access-Client-Secret`), answers `connect.challenge` with `connect` (role
@@ -156,7 +157,7 @@ def parse_settings(argv: list[str]) -> Settings:
                         help="a turn's limit when the call gives no timeout_s; the run is aborted after it")
     parser.add_argument("--wait-slice", type=float, default=2.0, metavar="SECONDS",
                         help="agent.wait slice: progress is reported after each")
-    parser.add_argument("--health-url", help="GET this first until it answers {ok: true} (Moltworker /api/status)")
+    parser.add_argument("--health-url", help="GET this first until it answers {ok: true} (Moltworker /api/status) or {ready: true} (/readyz)")
     parser.add_argument("--health-interval", type=float, default=3.0, metavar="SECONDS")
     parser.add_argument("--header", action="append", default=[], metavar="NAME=ENV_VAR",
                         help="an HTTP header for the health check and the WebSocket upgrade, its value from ENV_VAR")
@@ -292,7 +293,8 @@ class Gateway:
 
 
 async def wait_until_healthy(settings: Settings, deadline: float, progress: Progress) -> None:
-    """Poll the health URL (Moltworker's public `/api/status`) until it says ok, or fail at the deadline."""
+    """Poll the health URL until it says ok (Moltworker's public `/api/status`: `{"ok": true}`; a local gateway's
+    `/readyz`: `{"ready": true}`), or fail at the deadline."""
     started, last = time.monotonic(), "no answer yet"
     async with aiohttp.ClientSession(headers=settings.headers()) as http:
         while True:
@@ -304,7 +306,7 @@ async def wait_until_healthy(settings: Settings, deadline: float, progress: Prog
                         raise TurnFailed(f"{settings.health_url} refused us: HTTP {response.status} (Cloudflare "
                                          "Access: check the CF-Access-Client-Id/-Secret headers)")
                     answer = json.loads(body) if response.status == 200 else None
-                    if isinstance(answer, dict) and answer.get("ok") is True:
+                    if isinstance(answer, dict) and (answer.get("ok") is True or answer.get("ready") is True):
                         return
                     last = _one_line(body, 200) if answer is not None else f"HTTP {response.status}: {_one_line(body, 120)}"
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:

@@ -16,7 +16,8 @@ sandbox/telegram_bot_api.py), the plugin path (this checkout), a model provider 
 The gateway runs in its own process group (every child of it dies with it); start, stop and kill are bounded in
 time, and `stop()` leaves no process behind. Layout of the folder: `home/` (HOME), `state/`
 (OPENCLAW_STATE_DIR, with openclaw.json), `bridge-state/` (HOME and OPENCLAW_STATE_DIR of the bridge),
-`logs/gateway.log` (stdout and stderr), `logs/openclaw.log`, `gateway.token` (0600).
+`logs/gateway.log` (stdout and stderr), `logs/openclaw.log`, `gateway.token` (0600), `gateway.pid` (a gateway
+left running by an owner that was SIGKILLed is killed by the next `start`/`launch` in the same folder).
 """
 from __future__ import annotations
 
@@ -95,15 +96,16 @@ class OpenClawWorld:
     """One real OpenClaw gateway in `root`, its Telegram channel on the stand-in, its model on loopback."""
 
     def __init__(self, root: Path, telegram_api_root: str, bot_token: str, model_base_url: str,
-                 port: int | None = None, overrides: dict[str, Any] | None = None):
+                 port: int | None = None, overrides: dict[str, Any] | None = None, token: str | None = None):
         openclaw_install.require_installed()
         self.root = Path(root)
         self.telegram_api_root, self.bot_token, self.model_base_url = telegram_api_root, bot_token, model_base_url
         self.port = port or free_port()
-        self.token = secrets.token_urlsafe(24)
+        self.token = token or secrets.token_urlsafe(24)
         self.home, self.state_dir, self.logs = self.root / "home", self.root / "state", self.root / "logs"
         self.bridge_state_dir = self.root / "bridge-state"
         self.token_file = self.root / "gateway.token"
+        self.pid_file = self.root / "gateway.pid"
         self.config_path = self.state_dir / "openclaw.json"
         self.process: subprocess.Popen | None = None
         self.starts = 0
@@ -178,19 +180,44 @@ class OpenClawWorld:
         """Start the gateway and return once `/readyz` says ready (or raise, leaving nothing running)."""
         if self.running:
             return self
-        with open(self.logs / "gateway.log", "ab") as log:
-            log.write(f"\n===== start {self.starts + 1} at {time.strftime('%H:%M:%S')} =====\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(self.gateway_command(), cwd=self.root, env=self.env(),
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        self.starts += 1
+        self.launch()
         try:
             self._wait_ready(timeout_s)
         except BaseException:
             self.kill()
             raise
         return self
+
+    def launch(self) -> "OpenClawWorld":
+        """Start the gateway's process and return at once (`ready()` says when it answers)."""
+        if self.running:
+            return self
+        self._reap_leftover()
+        with open(self.logs / "gateway.log", "ab") as log:
+            log.write(f"\n===== start {self.starts + 1} at {time.strftime('%H:%M:%S')} =====\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(self.gateway_command(), cwd=self.root, env=self.env(),
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        self.pid_file.write_text(f"{self.process.pid}\n")
+        self.starts += 1
+        return self
+
+    def _reap_leftover(self) -> None:
+        """SIGKILL the gateway an earlier owner of this folder left running (its owner was SIGKILLed: the
+        gateway has a session of its own and outlives it), so that the port and the state are free."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        command = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True).stdout
+        if "openclaw" in command:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            _wait_gone(pid)
+        self.pid_file.unlink(missing_ok=True)
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -227,6 +254,7 @@ class OpenClawWorld:
             return
         _signal_group(process, signal.SIGKILL)
         process.wait(STOP_TIMEOUT_S)
+        self.pid_file.unlink(missing_ok=True)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the gateway's group, SIGKILL it after `timeout_s`; nothing of it is left running."""
@@ -258,6 +286,16 @@ class OpenClawWorld:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _wait_gone(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:

@@ -1,6 +1,8 @@
 """The simulated providers as a supervised child of the sandbox's tree: started with the tree, stopped
 with it, and restarted if the process dies. Its admin URL is in `$OMNI_HOME/providers.json`, for drills.
-It also makes the sandbox's brainstem model (a tiny random Qwen2, offline) when it is not there yet."""
+It also makes the sandbox's brainstem model (a tiny random Qwen2, offline) when it is not there yet.
+
+`SandboxOpenClaw` is the sandbox's real OpenClaw gateway (config `sandbox_openclaw`, when OpenClaw is installed)."""
 from __future__ import annotations
 
 import subprocess
@@ -49,3 +51,46 @@ class SandboxProviders(SupervisedActor):
     def snapshot(self) -> dict[str, Any]:
         alive = self._process is not None and self._process.poll() is None
         return {"alive": alive, **self.ready}
+
+
+OPENCLAW_STOP_S = 4.0    # SIGTERM takes ~4 s; then SIGKILL (the tree gives each child shutdown_timeout_s)
+
+
+class SandboxOpenClaw(SupervisedActor):
+    """A real OpenClaw gateway for the sandbox, in `$OMNI_HOME/openclaw`: its agent "main" (on a simulated
+    provider) runs the general executor's turns. Started without waiting (the executor's health URL waits for
+    it, up to 2 minutes), restarted by the supervisor when its process dies, stopped with the tree. Its
+    Telegram channel is off: the sandbox's IM is the stub bridge."""
+
+    def __init__(self, context: ChildContext, settings: Any, home: Path):
+        super().__init__(context)
+        self._settings = settings
+        self._home = home
+        self._world: Any = None
+
+    def started(self) -> None:
+        from .openclaw_world import OpenClawWorld
+        self._world = OpenClawWorld(self._home / "openclaw", telegram_api_root="http://127.0.0.1:9",
+                                    bot_token="0:sandbox-telegram-off", model_base_url=self._settings.model_url,
+                                    port=self._settings.port, token=self._settings.token,
+                                    overrides={"channels": {"telegram": {"enabled": False}}})
+        self._world.launch()
+        self.loop.tell_every(CHECK_INTERVAL_S, self.actor_ref, Reconcile())
+
+    def release(self) -> None:
+        if self._world is not None:
+            self._world.stop(OPENCLAW_STOP_S)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Reconcile() if not self._world.running:
+                raise RuntimeError(f"the sandbox's OpenClaw gateway exited:\n{self._world.log_tail(5)}")
+            case Reconcile():
+                pass
+            case _:
+                return self.unhandled(message)
+
+    def snapshot(self) -> dict[str, Any]:
+        world = self._world
+        return {"alive": bool(world and world.running), "url": world.url if world else None,
+                "pid": world.process.pid if world and world.running else None}

@@ -50,6 +50,7 @@ def write_config(omni_home) -> Callable[..., Path]:
         """`models`: the `models_world` fixture's ports, to include the model route; else none is configured."""
         raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text())
         raw.pop("demo", None)
+        raw.pop("sandbox_openclaw", None)   # a real OpenClaw gateway only where a test asks for one
         if models is None:
             for section in ("litellm", "providers", "api_keys"):
                 raw.pop(section, None)
