@@ -175,6 +175,8 @@ def _check_arguments(prompt: str, work_folder: str, session_id: str, timeout_s: 
     if not 0 <= timeout_s <= MAX_TIMEOUT_S:
         raise TaskFailed(f"timeout_s {timeout_s}: expected seconds from 0 to {MAX_TIMEOUT_S:.0f} (0: the server's "
                          f"default, {settings.timeout_s:.0f})")
+    if settings.permission_mode == "bypassPermissions" and os.geteuid() == 0 and os.environ.get("IS_SANDBOX") != "1":
+        raise TaskFailed(claude_sdk.ROOT_HINT)
     return folder.resolve(), timeout_s or settings.timeout_s
 
 
@@ -319,6 +321,10 @@ def build_server(settings: Settings) -> MCPServer:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # An executor's env gives `${ANTHROPIC_API_KEY:-}` when the machine's login is meant: an empty key is no key.
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OMNI_CACHE"):
+        if os.environ.get(name) == "":
+            del os.environ[name]
     build_server(parse_settings(sys.argv[1:] if argv is None else argv)).run()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -70,6 +71,55 @@ def install() -> Path:
     partial.rename(target)
     (target / STAMP).write_text(_lock_digest() + "\n")
     return target
+
+
+ROOT_HINT = ("the Claude CLI refuses --permission-mode bypassPermissions as root unless IS_SANDBOX=1 is in the "
+             "executor's env (only in a throwaway container); acceptEdits and the other modes run as root")
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return -1, str(error)
+    return done.returncode, (done.stdout.strip() or done.stderr.strip())
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of the flag's last occurrence, as argparse takes it."""
+    values = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
+    return values[-1] if values else None
+
+
+def check_cli(args: list[str], env: dict[str, str]) -> list[tuple[str, bool, str]]:
+    """What `validate` says about the coder executor `python -m mcp_servers.claude_code ARGS` with env ENV:
+    (subject, ok, detail) for the CLI (`claude --version`), its login (`claude auth status`, offline) and root."""
+    env = {name: value for name, value in env.items() if value != ""}
+    folder = Path(_flag(args, "--sdk-dir") or Path(env.get("OMNI_CACHE") or cache_dir()) / sdk_dir().name)
+    cli = _flag(args, "--cli") or str(bundled_cli(folder.expanduser()))
+    code, version = _run([cli, "--version"], env)
+    if code != 0:
+        return [("Claude CLI", False, f"{cli} does not run ({version or code}): " + (
+            INSTALL_HINT if "--cli" not in args else "check --cli"))]
+    checks = [("Claude CLI", True, f"{cli}: {version}")]
+    code, status = _run([cli, "auth", "status"], env)
+    try:
+        auth = json.loads(status)
+    except ValueError:
+        auth = {}
+    if auth.get("loggedIn"):
+        checks.append(("Claude login", True, f"logged in ({auth.get('authMethod')}"
+                       + (f", {auth['apiKeySource']})" if auth.get("apiKeySource") else ")")))
+    else:
+        checks.append(("Claude login", False, f"not logged in (HOME {env.get('HOME', '?')}): run `{cli} /login` once "
+                       "as the user the orchestrator runs as, or give ANTHROPIC_API_KEY in the executor's env"))
+    if os.geteuid() == 0:
+        bypass = _flag(args, "--permission-mode") == "bypassPermissions"
+        sandboxed = env.get("IS_SANDBOX") == "1"
+        checks.append(("Claude as root", not bypass or sandboxed,
+                       ("warning: running as root; " if not sandboxed else "running as root with IS_SANDBOX=1; ")
+                       + ROOT_HINT))
+    return checks
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -132,8 +132,17 @@ async def check_proxy(cfg: Config) -> Check:
                                            f"{'answers' if answers else 'does not answer'} /health/liveliness")
 
 
+async def check_claude_cli(spec: ExecutorConfig) -> list[Check]:
+    """The Claude CLI a `mcp_servers.claude_code` executor runs: present and runnable, logged in, root."""
+    from mcp_servers import claude_sdk
+    env = {name: os.environ[name] for name in ("HOME", "PATH") if name in os.environ} | dict(spec.env)
+    found = await asyncio.to_thread(claude_sdk.check_cli, list(spec.args), env)
+    return [Check(f"executor {spec.name}: {subject}", ok, detail) for subject, ok, detail in found]
+
+
 async def check_all(cfg: Config) -> list[Check]:
     checks = [check_server(f"executor {spec.name}", spec, (spec.tool,)) for spec in cfg.executors.values()]
+    claude = [check_claude_cli(spec) for spec in cfg.executors.values() if "mcp_servers.claude_code" in spec.args]
     settings = None
     if cfg.im is not None and cfg.im.openclaw is not None:
         checks.append(check_bridge(cfg.im.openclaw))
@@ -141,6 +150,7 @@ async def check_all(cfg: Config) -> list[Check]:
     if cfg.litellm is not None:
         checks.append(check_proxy(cfg))
     done = list(await asyncio.gather(*checks))
+    done += [check for found in await asyncio.gather(*claude) for check in found]
     return done + (await settings if settings else [])
 
 

@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -200,3 +201,31 @@ def test_cancel_interrupts_the_cli_and_leaves_no_process(work, model):
             assert (await session.list_tools()).tools     # the server lives on
         print(f"\ncancel → Claude CLI process gone in {gone:.2f}s")
     asyncio.run(scenario())
+
+
+def test_validate_checks_the_claude_cli_of_the_default_config(work, monkeypatch):
+    from config import EMBEDDED_DEFAULT, load_config
+    from surfaces.validate import check_claude_cli
+    for name in ("OPENCLAW_GATEWAY_TOKEN", "MOLTWORKER_GATEWAY_TOKEN", "CF_ACCESS_CLIENT_ID", "CF_ACCESS_CLIENT_SECRET",
+                 "CLIPROXY_API_KEY", "OPENROUTER_API_KEY", "CLIPROXY_BACKUP_KEY", "OPENROUTER_BACKUP_KEY"):
+        monkeypatch.setenv(name, "from-the-environment")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(work / "home"))              # no login there
+    coder = load_config(EMBEDDED_DEFAULT.with_name("default.yaml")).executors["claude_code"]
+    assert coder.args[:2] == ("-m", "mcp_servers.claude_code") and "@" not in " ".join(coder.args)
+    checks = {check.subject.split(": ")[1]: check for check in asyncio.run(check_claude_cli(coder))}
+    assert checks["Claude CLI"].ok and "(Claude Code)" in checks["Claude CLI"].detail
+    assert not checks["Claude login"].ok and "/login" in checks["Claude login"].detail
+    if os.geteuid() == 0:
+        assert checks["Claude as root"].ok and "warning: running as root" in checks["Claude as root"].detail
+
+    keyed = replace(coder, env={**coder.env, "ANTHROPIC_API_KEY": "sk-ant-omni-test-not-a-key"},
+                    args=(*coder.args, "--permission-mode", "bypassPermissions"))
+    checks = {check.subject.split(": ")[1]: check for check in asyncio.run(check_claude_cli(keyed))}
+    assert checks["Claude login"].ok and "api_key" in checks["Claude login"].detail
+    if os.geteuid() == 0:
+        assert not checks["Claude as root"].ok and "IS_SANDBOX=1" in checks["Claude as root"].detail
+
+    gone = replace(coder, args=(*coder.args, "--sdk-dir", str(work / "no-sdk")))
+    [missing] = asyncio.run(check_claude_cli(gone))
+    assert not missing.ok and "make claude" in missing.detail
