@@ -14,8 +14,10 @@ LITELLM_STAMP := $(LITELLM_VENV)/.installed
 # the project that every clone on the machine shares; the second run is instant (stamps hold the locks' hashes).
 OMNI_CACHE ?= $(abspath $(CURDIR)/..)/.omni-cache
 export OMNI_CACHE
+# claude-agent-sdk and the Claude CLI it bundles, for the coder executor (requirements-claude.lock, hashes), in
+# $(OMNI_CACHE)/claude-agent-sdk-<version>: ~390 MB that `make run` on the sandbox does not need.
 
-.PHONY: setup openclaw run test bench lock clean
+.PHONY: setup openclaw claude run test bench lock clean
 
 setup: $(STAMP) $(LITELLM_STAMP)
 
@@ -32,10 +34,13 @@ $(LITELLM_STAMP): requirements-litellm.lock
 openclaw:
 	$(PYTHON) sandbox/openclaw_install.py --cache $(OMNI_CACHE)
 
+claude: $(STAMP)
+	$(PY) -m mcp_servers.claude_sdk install
+
 run: setup
 	$(PY) supervisor.py $(ARGS)
 
-test: setup openclaw
+test: setup openclaw claude
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
