@@ -1,9 +1,9 @@
 """The supervised actors of Omni-Orchestrator, and the small runtime they share.
 
->>> loop, directory = EventLoopThread().start(), Directory()
->>> tree = Supervisor.start([ChildSpec("state_store", lambda ctx: StateStore.start(ctx, path, 3, journal, ()))],
-...                         SupervisionConfig(), loop, directory)
->>> directory.ask("state_store", CreateTask("hello"))
+    loop, directory = EventLoopThread().start(), Directory()
+    tree = Supervisor.start([ChildSpec("state_store", lambda ctx: StateStore.start(ctx, path, 3, journal, ()))],
+                            SupervisionConfig(), loop, directory)
+    directory.ask("state_store", CreateTask("hello"))
 """
 from .brainstem import BrainstemController
 from .console import TransitionFeed

@@ -4,9 +4,11 @@ Shared by the LiteLLMGuard and its call coroutines (so it locks); the StateStore
 seeds it at start, so a restart does not forget what was spent.
 
 >>> budget = Budget(BudgetConfig(daily_usd=1.0, monthly_usd=5.0, paid_call_reserve_usd=0.1), 0.95, 2.0)
->>> budget.reserve()
-Traceback (most recent call last):
-BudgetExceeded: the daily budget for paid models ($1.00) is used up ($0.95 spent, $0.00 held)
+>>> try:
+...     budget.reserve()
+... except BudgetExceeded as refused:
+...     print(refused)
+the daily budget for paid models ($1.00) is used up ($0.95 spent, $0.00 held)
 """
 from __future__ import annotations
 

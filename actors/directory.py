@@ -3,6 +3,7 @@
 A restarted actor has a new ref; callers hold a name, never a ref, and the Supervisor keeps the
 name pointing at the live incarnation.
 
+>>> from messages import Reconcile
 >>> directory = Directory()
 >>> directory.tell("router", Reconcile())   # False: no router is registered (e.g. it is restarting)
 False

@@ -7,8 +7,10 @@ dies, respawns it with backoff and sends the interrupted tasks back for another 
 The call itself is a coroutine on the shared loop; its outcome comes back as `CallEnded`, so the
 mailbox stays free for `Execute`, cancellations and `Introspect` while a 30-minute task runs.
 
->>> ExecutorConfig(name="coder", transport="stdio", command="npx", args=("-y", "@steipete/claude-code-mcp"),
-...                tool="claude_code", arguments={"prompt": "{description}", "workFolder": "/Users/me/src"})
+>>> spec = ExecutorConfig(name="coder", transport="stdio", command="npx", args=("-y", "@steipete/claude-code-mcp"),
+...                       tool="claude_code", arguments={"prompt": "{description}", "workFolder": "/Users/me/src"})
+>>> spec.slots, spec.call_timeout_s                 # the defaults: 4 calls at once, 30 minutes each
+(4, 1800.0)
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
     """Fill the config's argument template: `{description}`, `{task_id}`, `{kind}`, `{sender}`, `{home}`,
     `{tier}` and `{model}` (the tier's model group on the LiteLLM proxy).
 
+    >>> task = TaskView(7, "fix the parser", "executing")
     >>> render_arguments({"prompt": "{description}", "workFolder": "{home}/work"}, task, Path("/h"))
     {'prompt': 'fix the parser', 'workFolder': '/h/work'}
     """

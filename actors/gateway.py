@@ -5,8 +5,9 @@ The HTTP server runs on the shared loop; each tool is a coroutine that asks the 
 thread pool, so no tool call ever blocks the loop. The actor itself owns the server's lifetime and
 wakes `get_task(wait_s=…)` callers when the StateStore announces a change.
 
->>> # from any MCP client, with Authorization: Bearer $OMNI_GATEWAY_TOKEN
->>> await session.call_tool("submit_task", {"description": "重構登入模組", "sender": "telegram:42"})
+From any MCP client, with `Authorization: Bearer $OMNI_GATEWAY_TOKEN`:
+
+    await session.call_tool("submit_task", {"description": "重構登入模組", "sender": "telegram:42"})
 """
 from __future__ import annotations
 

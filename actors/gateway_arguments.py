@@ -124,7 +124,7 @@ def describe(value: Any) -> str:
     """A value as a refusal quotes it: its start, and what it is.
 
     >>> describe("x" * 100_000)
-    '"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (text of 100,000 characters)'
+    '"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (text of 100,000 characters)'
     """
     if isinstance(value, str):
         return f"{_preview(value, quote=True)} (text of {len(value):,} characters)" if len(value) > PREVIEW_CHARS \

@@ -1,7 +1,7 @@
 """The gateway's bearer token, and the ASGI guard that demands it on every HTTP request.
 
->>> token = gateway_token(cfg.gateway, cfg.home)   # $OMNI_GATEWAY_TOKEN, or the sandbox's generated file
->>> app = BearerAuth(starlette_app, token)
+    token = gateway_token(cfg.gateway, cfg.home)   # $OMNI_GATEWAY_TOKEN, or the sandbox's generated file
+    app = BearerAuth(starlette_app, token)
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """A client of our own gateway: what `supervisor.py send`, the sandbox, the bench and the tests use.
 
->>> async with GatewaySession(url, token) as gateway:
-...     task = await gateway.call("submit_task", description="整理會議紀錄")
-...     done = await gateway.call("get_task", task_id=task["task_id"], wait_s=60)
+    async with GatewaySession(url, token) as gateway:
+        task = await gateway.call("submit_task", description="整理會議紀錄")
+        done = await gateway.call("get_task", task_id=task["task_id"], wait_s=60)
 """
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ While a managed proxy starts (with the tree, or in a planned restart) its silenc
 go direct until it answers, and the route shown says so. A start that fails, as the ProxyKeeper tells
 (or answers a new guard), is an outage at once: direct, `LiteLLMDown`, the repair flow.
 
->>> future = directory.ask("litellm_guard", Complete(({"role": "user", "content": "ping"},), purpose="health"))
->>> future.result(timeout=30).route
-'proxy'
+    future = directory.ask("litellm_guard", Complete(({"role": "user", "content": "ping"},), purpose="health"))
+    future.result(timeout=30).route                # 'proxy'
 """
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ runs from its own venv (`.venv-litellm`), detached in its own session so that an
 repair flow's `restart` command) can stop and restart it; its pid is in `$OMNI_HOME/litellm.pid` and
 its output goes to `$OMNI_HOME/logs/litellm.log`.
 
-    >>> pid = start_proxy(cfg.litellm, cfg.home)            # doctest: +SKIP
-    >>> proxy_status(cfg.litellm, cfg.home)                  # doctest: +SKIP
-    {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
+    pid = start_proxy(cfg.litellm, cfg.home)
+    proxy_status(cfg.litellm, cfg.home)
+    # → {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
 
     python -m actors.litellm_proxy status --config ~/.omni/config.yaml
 """
@@ -79,10 +79,10 @@ def start_proxy(cfg: LiteLLMConfig, home: Path) -> int:
     Raises ProxyStartFailed (killing what it spawned) if the port is taken, a proxy of ours is already
     running, the process exits, or it does not answer within `cfg.start_deadline_s`.
 
-    >>> start_proxy(LiteLLMConfig(mode="managed", url="http://127.0.0.1:4000", tiers={},
-    ...             config_path="config/litellm.yaml", executable=".venv-litellm/bin/litellm"),
-    ...             Path("~/.omni").expanduser())      # doctest: +SKIP
-    4242
+    start_proxy(LiteLLMConfig(mode="managed", url="http://127.0.0.1:4000", tiers={},
+                config_path="config/litellm.yaml", executable=".venv-litellm/bin/litellm"),
+                Path("~/.omni").expanduser())
+    # → 4242
     """
     paths = proxy_paths(home)
     if not cfg.executable or not cfg.config_path:
@@ -123,8 +123,8 @@ def adopt_or_start_proxy(cfg: LiteLLMConfig, home: Path) -> tuple[int, bool]:
     killed). Otherwise a new one is started, with start_proxy's refusals (a foreign process on the port,
     a proxy of ours with another configuration).
 
-    >>> adopt_or_start_proxy(cfg.litellm, cfg.home)     # doctest: +SKIP
-    (4242, True)
+    adopt_or_start_proxy(cfg.litellm, cfg.home)
+    # → (4242, True)
     """
     paths = proxy_paths(home)
     pid = _running_pid(cfg, paths) if cfg.executable and cfg.config_path else None
@@ -159,8 +159,8 @@ def stop_proxy(cfg: LiteLLMConfig, home: Path, timeout_s: float = 10) -> bool:
     """SIGTERM the proxy in the pid file (and its process group), SIGKILL after `timeout_s`;
     removes the pid file. True if one was running. A stale pid file (e.g. after a SIGKILL) is just removed.
 
-    >>> stop_proxy(cfg.litellm, cfg.home)               # doctest: +SKIP
-    True
+    stop_proxy(cfg.litellm, cfg.home)
+    # → True
     """
     paths = proxy_paths(home)
     pid = _running_pid(cfg, paths)
@@ -177,8 +177,8 @@ def stop_proxy(cfg: LiteLLMConfig, home: Path, timeout_s: float = 10) -> bool:
 def restart_proxy(cfg: LiteLLMConfig, home: Path) -> int:
     """Stop the proxy (if any), then start it; the new pid.
 
-    >>> restart_proxy(cfg.litellm, cfg.home)            # doctest: +SKIP
-    4243
+    restart_proxy(cfg.litellm, cfg.home)
+    # → 4243
     """
     stop_proxy(cfg, home)
     return start_proxy(cfg, home)
@@ -188,8 +188,8 @@ def proxy_status(cfg: LiteLLMConfig, home: Path) -> dict:
     """The managed proxy's pid (None without a live one), liveness, RSS in MB and whether
     `/health/liveliness` answers 200 within `cfg.probe_timeout_s` (an external proxy: only `answers`).
 
-    >>> proxy_status(cfg.litellm, cfg.home)             # doctest: +SKIP
-    {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
+    proxy_status(cfg.litellm, cfg.home)
+    # → {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
     """
     pid = _running_pid(cfg, proxy_paths(home))
     return {"pid": pid, "alive": pid is not None, "rss_mb": None if pid is None else _rss_mb(pid),
@@ -374,9 +374,9 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """python -m actors.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1.
 
-    >>> main(["status", "--config", "config/sandbox.yaml"])     # doctest: +SKIP
-    LiteLLM proxy http://127.0.0.1:14000: answers; pid 4242, 351 MB
-    0
+    main(["status", "--config", "config/sandbox.yaml"])
+    # → LiteLLM proxy http://127.0.0.1:14000: answers; pid 4242, 351 MB
+    # → 0
     """
     from config import ConfigError, load_config, resolve_config_path
 

@@ -4,7 +4,11 @@ and hands the task to the executor.
 It keeps no task state of its own: idle tasks are announced by the StateStore, and a periodic
 `Reconcile` re-reads the store so that nothing announced while the Router was restarting is lost.
 
->>> classify(TaskView(1, "幫我整理會議紀錄", "idle"), routing)
+>>> from config import EMBEDDED_DEFAULT, load_config
+>>> routing = load_config(EMBEDDED_DEFAULT).routing
+>>> classify(TaskView(1, "refactor the login module", "idle"), routing)
+('coding', "the text mentions 'refactor'")
+>>> classify(TaskView(2, "幫我整理會議紀錄", "idle"), routing)
 (None, 'no rule matched')
 """
 from __future__ import annotations

@@ -5,8 +5,8 @@ its reason in the same transaction; then the change is announced (`TaskChanged`)
 executor and to the subscribers. On the first start in a process it also recovers tasks that a
 crash left `dispatching` or `executing`.
 
->>> view = directory.ask("state_store", CreateTask("summarise my inbox", sender="telegram:42"))
->>> directory.ask("state_store", Transition(view.task_id, "dispatching", reason="kind general → general"))
+    view = directory.ask("state_store", CreateTask("summarise my inbox", sender="telegram:42"))
+    directory.ask("state_store", Transition(view.task_id, "dispatching", reason="kind general → general"))
 """
 from __future__ import annotations
 

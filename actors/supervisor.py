@@ -14,9 +14,9 @@ and stops the tree in reverse order.
 
 Callers never keep a child's ref: they use its stable name through the `Directory`.
 
->>> specs = [ChildSpec("state_store", lambda ctx: StateStore.start(ctx, cfg)),
-...          ChildSpec("router", lambda ctx: Router.start(ctx, cfg))]
->>> tree = Supervisor.start(specs, cfg.supervision, loop, directory, on_escalation=print)
+    specs = [ChildSpec("state_store", lambda ctx: StateStore.start(ctx, cfg)),
+             ChildSpec("router", lambda ctx: Router.start(ctx, cfg))]
+    tree = Supervisor.start(specs, cfg.supervision, loop, directory, on_escalation=print)
 """
 from __future__ import annotations
 

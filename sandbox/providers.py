@@ -478,9 +478,9 @@ def main(argv: list[str] | None = None) -> int:
 class ProvidersAdmin:
     """Synchronous client of the admin API.
 
-    >>> admin = ProvidersAdmin("http://127.0.0.1:8400")       # doctest: +SKIP
-    >>> admin.set("free", "429", retry_after_s=2)["mode"]    # doctest: +SKIP
-    '429'
+    admin = ProvidersAdmin("http://127.0.0.1:8400")
+    admin.set("free", "429", retry_after_s=2)["mode"]
+    # → '429'
     """
 
     def __init__(self, admin_url: str, timeout_s: float = 10.0):

@@ -1,9 +1,9 @@
 """The IM command interpreter: one for every route in (the OpenClaw bridge, our gateway's `command` tool,
 and so `python supervisor.py send`).
 
->>> interpreter = CommandInterpreter(ask, tell, cfg.im, executors=("coder", "general"), models=True)
->>> await interpreter.handle("/task 12", sender="telegram:4242")
-'Task #12: completed\\nsummarise my inbox\\nkind general · executor general · tier P1 · attempts 1\\nResult: …'
+    interpreter = CommandInterpreter(ask, tell, cfg.im, executors=("coder", "general"), models=True)
+    await interpreter.handle("/task 12", sender="telegram:4242")
+    # 'Task #12: completed\\nsummarise my inbox\\nkind general · executor general · tier P1 · attempts 1\\nResult: …'
 
 The rules:
 - The sender must match `im.allow` (`telegram:4242`, `cli:*`). Anyone else is refused for *everything*

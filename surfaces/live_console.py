@@ -8,8 +8,8 @@ Three layers, so that the screen never slows the actors and every panel can be t
 - `render_*(snapshot)` are pure functions from that plain data to Rich renderables;
 - `run_live(console, directory, cfg, stop_event)` is the refresh loop, in the caller's (main) thread.
 
->>> snapshot = gather(directory, config="config/sandbox.yaml", started_at=time.monotonic())
->>> Console().print(render_screen(snapshot, 120, 40))
+    snapshot = gather(directory, config="config/sandbox.yaml", started_at=time.monotonic())
+    Console().print(render_screen(snapshot, 120, 40))
 """
 from __future__ import annotations
 

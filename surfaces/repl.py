@@ -1,9 +1,9 @@
 """REPL introspection: a Python prompt inside the running supervisor, on an owner-only Unix socket.
 
-    python supervisor.py repl              # attach (Ctrl-D detaches)
-    >>> actors()                           # status, restarts, last error, mailbox of every actor
-    >>> why(12)                            # every decision and transition of task 12, with its reason
-    >>> ask("router", m.Introspect())      # any message of the `messages` package, by stable name
+    python supervisor.py repl              # attach (Ctrl-D detaches); then, at its prompt:
+    actors()                               # status, restarts, last error, mailbox of every actor
+    why(12)                                # every decision and transition of task 12, with its reason
+    ask("router", m.Introspect())          # any message of the `messages` package, by stable name
 
 The supervisor serves it with `manhole` at `$OMNI_HOME/run/repl.sock` (directory 0700, socket 0600 at every
 moment it exists: see `listen_owner_only`; manhole admits only the same user or root, by SO_PEERCRED), one session
