@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import copy
+import json
 import os
 import signal
 import sqlite3
@@ -209,15 +211,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def models_world(omni_home):
-    """Config overrides for the model route on free ports: simulated providers, a managed real LiteLLM
-    proxy, fast probes. The proxy outlives a tree by design (it is detached), so teardown kills it."""
-    if not (PROJECT_ROOT / ".venv-litellm" / "bin" / "litellm").exists():
-        pytest.fail("the LiteLLM proxy's venv is missing: run `make setup`")
-    ports = {name: free_port() for name in ("admin", "free", "paid", "direct", "proxy")}
+def _model_overrides(ports: dict[str, int]) -> dict[str, Any]:
+    """Config overrides for the model route on these ports: simulated providers, a managed real LiteLLM proxy,
+    fast probes."""
     direct = f"http://127.0.0.1:{ports['direct']}/v1"
-    overrides = {
+    return {
         "providers": {name: ports[name] for name in ("admin", "free", "paid", "direct")},
         "litellm": {"url": f"http://127.0.0.1:{ports['proxy']}", "probe_interval_s": 1, "start_deadline_s": 60,
                     "env": {"OMNI_SANDBOX_FREE_URL": f"http://127.0.0.1:{ports['free']}/v1",
@@ -225,10 +223,79 @@ def models_world(omni_home):
                     "tiers": {"P1": {"direct_api_base": direct}, "P2": {"direct_api_base": direct}}},
         "repair": {"verify_s": 6, "backoff_initial_s": 60},
     }
-    yield overrides
+
+
+def _require_litellm_venv() -> None:
+    if not (PROJECT_ROOT / ".venv-litellm" / "bin" / "litellm").exists():
+        pytest.fail("the LiteLLM proxy's venv is missing: run `make setup`")
+
+
+@pytest.fixture
+def models_world(omni_home):
+    """Config overrides for a model route of the test's own: the tree starts the simulated providers and its
+    managed LiteLLM proxy on free ports. For tests that kill, restart or starve the proxy (or read its pid); the
+    proxy outlives a tree by design (it is detached), so teardown kills it. Tests that only need a live proxy
+    take `live_models`."""
+    _require_litellm_venv()
+    yield _model_overrides({name: free_port() for name in ("admin", "free", "paid", "direct", "proxy")})
     pid_file = omni_home / "litellm.pid"
     if pid_file.exists():
         try:
             os.killpg(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         except (ProcessLookupError, ValueError):
             pass
+
+
+@dataclass
+class SharedModels:
+    overrides: dict[str, Any]
+    providers: Any              # sandbox.providers.ProvidersAdmin
+    ready: dict[str, Any]       # the providers' ready file: {"admin": URL, "upstreams": {...}}
+    litellm: Any                # config.LiteLLMConfig of the proxy
+    home: Path
+
+
+@pytest.fixture(scope="session")
+def _shared_models(tmp_path_factory) -> SharedModels:
+    """One set of simulated providers and one real LiteLLM proxy in front of them, for the whole session (a
+    proxy takes 5–10 s to start). Started here, not by a tree: to a tree it is an `external` proxy (no keeper), so
+    no tree starts, restarts or stops it."""
+    _require_litellm_venv()
+    from actors.litellm_proxy import start_proxy, stop_proxy
+    from sandbox.providers import ProvidersAdmin, start_providers, stop_providers
+    from sandbox.tiny_model import make_tiny_qwen2
+    home = tmp_path_factory.mktemp("shared-models")
+    ports = {name: free_port() for name in ("admin", "free", "paid", "direct", "proxy")}
+    overrides = _model_overrides(ports)
+    process, ready = start_providers({name: ports[name] for name in ("free", "paid", "direct")}, ports["admin"],
+                                     home / "providers.json")
+    litellm = None
+    try:
+        config_path = home / "config.yaml"
+        config_path.write_text(yaml.safe_dump(overlay(yaml.safe_load(EMBEDDED_DEFAULT.read_text()), overrides)))
+        litellm = load_config(config_path).litellm
+        start_proxy(litellm, home)
+        # the sandbox's brainstem model, which a tree's own providers would have made in the test's home
+        overrides["brainstem"] = {"model_path": str(make_tiny_qwen2(home / "models" / "tiny-qwen2"))}
+        overrides["providers"] = None     # the tree starts none: these are shared
+        overrides["litellm"]["mode"] = "external"   # nor a proxy: this one answers already, and outlives it
+        yield SharedModels(overrides, ProvidersAdmin(ready["admin"]), ready, litellm, home)
+    finally:
+        if litellm is not None:
+            stop_proxy(litellm, home, timeout_s=2)
+        stop_providers(process)
+
+
+@pytest.fixture
+def live_models(_shared_models, omni_home) -> dict[str, Any]:
+    """Config overrides for the model route on the session's shared providers and LiteLLM proxy, for tests that
+    only need a live proxy (they must not kill or restart it). Each test gets them as a fresh world would be:
+    every upstream back to `ok` with no calls counted, the proxy answering, and the providers' admin URL in
+    `$OMNI_HOME/providers.json` where a tree's own providers write it."""
+    from actors.litellm_proxy import proxy_status
+    shared = _shared_models
+    shared.providers.reset()
+    status = proxy_status(shared.litellm, shared.home)
+    assert status["alive"] and status["answers"], f"the shared LiteLLM proxy is not answering: {status}"
+    (omni_home / "providers.json").write_text(json.dumps(shared.ready))
+    return copy.deepcopy(shared.overrides)

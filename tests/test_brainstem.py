@@ -56,9 +56,9 @@ def tiny_model(tmp_path_factory):
     return make_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
 
 
-def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tree, write_config, models_world,
+def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tree, write_config, live_models,
                                                                          tiny_model):
-    tree = start_with_models(start_tree, write_config, models_world, health=FAST_HEALTH, locale="zh-Hant",
+    tree = start_with_models(start_tree, write_config, live_models, health=FAST_HEALTH, locale="zh-Hant",
                              brainstem={"model_path": str(tiny_model)})
     running = submit_all(tree.url, [f"長任務 {i} [sleep=6]" for i in range(3)], sender="telegram:42")
     ids = [task["task_id"] for task in running]
@@ -100,8 +100,8 @@ def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tr
     assert loads == ["load", "unload"], "loaded once, unloaded once"
 
 
-def test_without_a_model_brainstem_works_with_fixed_texts_and_says_so(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, health=FAST_HEALTH,
+def test_without_a_model_brainstem_works_with_fixed_texts_and_says_so(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models, health=FAST_HEALTH,
                              brainstem={"model_path": None})
     set_cloud(admin(tree), "hang")
     wait_until(lambda: mode(tree) == "brainstem", 15, "brainstem mode")
@@ -124,8 +124,8 @@ def test_a_dead_proxy_is_degraded_mode_not_brainstem(start_tree, write_config, m
     assert mode(tree) == "degraded"
 
 
-def test_a_flapping_cloud_loses_and_duplicates_no_task(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, health=FAST_HEALTH)
+def test_a_flapping_cloud_loses_and_duplicates_no_task(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models, health=FAST_HEALTH)
     providers = admin(tree)
     ids = []
     deadline = time.monotonic() + 6

@@ -28,7 +28,8 @@ def guard(tree):
 
 
 def admin(tree) -> ProvidersAdmin:
-    return ProvidersAdmin(tree.ask("sandbox_providers", Introspect())["admin"])
+    """The simulated providers' admin API: the tree's own, or the session's shared ones (`live_models`)."""
+    return ProvidersAdmin(json.loads((tree.cfg.home / "providers.json").read_text())["admin"])
 
 
 def proxy_pid(home) -> int:
@@ -68,8 +69,8 @@ def start_with_models(start_tree, write_config, models_world, **overrides):
 NO_PINGS = {"interval_s": 3600}
 
 
-def test_calls_go_through_the_proxy_and_record_their_cost(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, health=NO_PINGS)
+def test_calls_go_through_the_proxy_and_record_their_cost(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models, health=NO_PINGS)
     answer = ask_model(tree)
     assert (answer.route, answer.tier, answer.model, answer.usd) == ("proxy", "P1", "free-tier", 0.0)
     assert answer.text.startswith("[free] ping 你好")
@@ -150,8 +151,8 @@ def test_a_failed_repair_stays_direct_and_tells_the_user(start_tree, write_confi
     assert repairs == [("failed",)], "one repair at a time, the next one only after the backoff"
 
 
-def test_p1_rate_limited_falls_back_to_p2_within_budget_and_records_its_cost(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, health=NO_PINGS)
+def test_p1_rate_limited_falls_back_to_p2_within_budget_and_records_its_cost(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models, health=NO_PINGS)
     admin(tree).set("free", "429", retry_after_s=30)
     answer = ask_model(tree)
     assert (answer.tier, answer.route, answer.model) == ("P2", "proxy", "paid-tier")
@@ -165,8 +166,8 @@ def test_p1_rate_limited_falls_back_to_p2_within_budget_and_records_its_cost(sta
     assert sum("first paid model call" in text for text in notices(tree)) == 1
 
 
-def test_the_daily_cap_refuses_paid_calls_and_still_serves_free_ones(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world,
+def test_the_daily_cap_refuses_paid_calls_and_still_serves_free_ones(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models,
                              budget={"daily_usd": 0.00005, "paid_call_reserve_usd": 0.00001})
     while True:
         try:
@@ -179,8 +180,8 @@ def test_the_daily_cap_refuses_paid_calls_and_still_serves_free_ones(start_tree,
     assert spent <= 0.00005 + 0.0001
 
 
-def test_all_tiers_cooling_down_is_not_a_dead_proxy(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world)
+def test_all_tiers_cooling_down_is_not_a_dead_proxy(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models)
     limited_at = time.time()
     for name in ("free", "paid"):
         admin(tree).set(name, "429", retry_after_s=20)

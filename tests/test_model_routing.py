@@ -29,8 +29,8 @@ def decisions(tree, task_id) -> list[str]:
 
 
 def test_text_no_rule_matches_is_classified_by_a_p1_model_and_its_rule_picks_p2(start_tree, write_config,
-                                                                                 models_world):
-    tree = start_with_models(start_tree, write_config, models_world)
+                                                                                 live_models):
+    tree = start_with_models(start_tree, write_config, live_models)
     task = submit(tree, "研究一下台灣的電動車市場")
     assert (task["state"], task["kind"], task["tier"]) == ("completed", "research", "P2")
     with sqlite3.connect(tree.cfg.database_path) as db:
@@ -42,8 +42,8 @@ def test_text_no_rule_matches_is_classified_by_a_p1_model_and_its_rule_picks_p2(
     assert classify_cost == [("P1", "proxy", 0)]
 
 
-def test_a_task_asking_for_p2_beyond_the_budget_waits_idle_with_the_reason(start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, budget={"daily_usd": 0.0})
+def test_a_task_asking_for_p2_beyond_the_budget_waits_idle_with_the_reason(start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models, budget={"daily_usd": 0.0})
     task = submit(tree, "write the quarterly report", tier="P2", wait_s=2)
     assert task["state"] == "idle"
     reasons = wait_until(lambda: decisions(tree, task["task_id"]), 5, "the waiting reason")
