@@ -4,6 +4,11 @@
 - `write_config(**overrides)`: the sandbox config with a free port, no demo traffic, and overrides merged in.
 - `start_tree(config_path)`: the whole supervised tree in this process (real stdio MCP executors, real
   HTTP gateway, real SQLite); stopped at teardown, failed or not.
+- `live_models`: the model route on the session's one LiteLLM proxy and simulated providers (reset per test);
+  `models_world`: a route of the test's own, for tests that kill, restart or starve the proxy.
+- the real OpenClaw's fixtures (`openclaw_world`, `real_im_config`, `telegram`): see tests/real_openclaw.py.
+
+Tests that use any fixture starting processes are marked `slow` (see PROCESS_FIXTURES at the end).
 """
 from __future__ import annotations
 
@@ -27,6 +32,10 @@ from rich.console import Console
 import supervisor
 from actors import Directory, EventLoopThread, Journal, Supervisor
 from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config, overlay
+
+# The real OpenClaw's fixtures, for every module: one gateway for the whole session (tests/real_openclaw.py).
+from .real_openclaw import (_openclaw_world_running, openclaw_models, openclaw_world,  # noqa: F401
+                            real_im_config, telegram, telegram_api)
 
 TOKEN = "test-token-" + "x" * 20
 
@@ -299,3 +308,15 @@ def live_models(_shared_models, omni_home) -> dict[str, Any]:
     assert status["alive"] and status["answers"], f"the shared LiteLLM proxy is not answering: {status}"
     (omni_home / "providers.json").write_text(json.dumps(shared.ready))
     return copy.deepcopy(shared.overrides)
+
+
+# Fixtures that start processes or a whole tree: a test using any of them (directly or through another fixture) is
+# `slow`, left out of `make test-fast`. A test that starts processes by itself carries the marker in its module.
+PROCESS_FIXTURES = {"start_tree", "supervisor_process", "models_world", "live_models", "openclaw_world",
+                    "moltworker_status"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

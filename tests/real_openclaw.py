@@ -1,15 +1,17 @@
 """Fixtures for tests against the real OpenClaw (installed by `make openclaw`), offline on loopback.
 
-Import them into a test module: `from .real_openclaw import openclaw_world, real_im_config, telegram  # noqa`.
+tests/conftest.py imports them, so every test module has them; one gateway serves the whole session.
 
 - `telegram` (function scope): the Bot API stand-in's client (`sandbox.telegram_bot_api.BotApiAdmin`), its
   recorded messages and requests forgotten before each test; `.inbound(chat_id, text)` is a user writing,
-  `.sent(chat_id)` what that user received. The server itself lives as long as the module.
-- `openclaw_world` (module scope: a gateway start costs 13–30 s): a running `sandbox.openclaw_world.OpenClawWorld`
-  whose Telegram channel polls that stand-in and whose agents think with `sandbox.providers` (upstream
-  `openclaw_model`; `world.models` is its `ProvidersAdmin`, reset before each test). Conversations persist
-  across the module's tests: use the chats as a user would (the orchestrator leaves history older than its
-  first start alone). A test that kills or restarts the gateway must leave it running (`world.start()`).
+  `.sent(chat_id)` what that user received. The server itself lives as long as the session.
+- `openclaw_world` (one gateway for the whole session: a start costs 13–30 s): a running
+  `sandbox.openclaw_world.OpenClawWorld` whose Telegram channel polls that stand-in and whose agents think with
+  `sandbox.providers`: agent `main` with upstream `openclaw_model` (`world.models` is their `ProvidersAdmin`,
+  reset before each test), and for the OpenClaw-agent executor's tests `slow` (upstream `slow`, answers after
+  10 minutes), `broken` (upstream `broken`, HTTP 500) and `ghost` (a model no provider has). Conversations
+  persist across tests: use the chats as a user would (the orchestrator leaves history older than its first
+  start alone). A test that kills or restarts the gateway must leave it running (`world.start()`).
 - `real_im_config(allow=USERS, **overrides)` (function scope): a config path (tests/conftest.py's
   `write_config`, overrides merged the same way, `im` too) whose `im.openclaw` is the real bridge,
   `openclaw mcp serve`, on that gateway, and whose `im.allow` is `allow`. Start it with `start_tree`, then
@@ -32,6 +34,7 @@ from sandbox.telegram_bot_api import BotApiAdmin, TelegramBotApi
 
 USERS = ("telegram:4242", "telegram:5151")
 MODEL_UPSTREAM = "openclaw_model"
+AGENT_UPSTREAMS = ("slow", "broken")        # the executor tests' agents of the same names think with these
 
 
 def _require_install() -> None:
@@ -40,7 +43,7 @@ def _require_install() -> None:
                     f"{openclaw_install.cache_dir()}: run `make openclaw`", pytrace=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def telegram_api() -> Iterator[TelegramBotApi]:
     api = TelegramBotApi().start()
     yield api
@@ -55,21 +58,38 @@ def telegram(telegram_api) -> BotApiAdmin:
     return admin
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def openclaw_models(tmp_path_factory) -> Iterator[ProvidersAdmin]:
     folder = tmp_path_factory.mktemp("openclaw-models")
-    process, ready = start_providers({MODEL_UPSTREAM: 0}, 0, folder / "providers.json")
+    process, ready = start_providers({name: 0 for name in (MODEL_UPSTREAM, *AGENT_UPSTREAMS)}, 0,
+                                     folder / "providers.json")
     admin = ProvidersAdmin(ready["admin"])
     admin.base_url = ready["upstreams"][MODEL_UPSTREAM]
+    admin.upstreams = ready["upstreams"]
     yield admin
     stop_providers(process)
 
 
-@pytest.fixture(scope="module")
+def _agents_for_the_executor_tests(upstreams: dict[str, str]) -> dict[str, Any]:
+    """openclaw.json overrides: a provider per agent upstream, and the agents `slow`, `broken` and `ghost`."""
+    model = {"id": "sim", "name": "sim", "input": ["text"], "contextWindow": 128000, "maxTokens": 4096}
+    providers = {name: {"baseUrl": upstreams[name], "apiKey": "k", "api": "openai-completions", "models": [model]}
+                 for name in AGENT_UPSTREAMS}
+    return {"models": {"providers": providers},
+            "agents": {"entries": {"slow": {"model": "slow/sim"}, "broken": {"model": "broken/sim"},
+                                   "ghost": {"model": "ghost/none"}}}}
+
+
+def _set_agent_upstreams(models: ProvidersAdmin) -> None:
+    models.set("slow", "latency", latency_s=600)
+    models.set("broken", "500")
+
+
+@pytest.fixture(scope="session")
 def _openclaw_world_running(tmp_path_factory, telegram_api, openclaw_models) -> Iterator[OpenClawWorld]:
     _require_install()
     world = OpenClawWorld(tmp_path_factory.mktemp("openclaw-world"), telegram_api.api_root, telegram_api.token,
-                          openclaw_models.base_url)
+                          openclaw_models.base_url, overrides=_agents_for_the_executor_tests(openclaw_models.upstreams))
     world.models = openclaw_models
     try:
         world.start()
@@ -84,6 +104,7 @@ def openclaw_world(_openclaw_world_running, telegram) -> OpenClawWorld:
     if not world.running:                  # a test before this one left it stopped
         world.start()
     world.models.reset()
+    _set_agent_upstreams(world.models)
     return world
 
 

@@ -1,16 +1,16 @@
 """OpenClaw's agent as the general executor (mcp_servers/openclaw_agent.py), against the REAL OpenClaw gateway.
 
-One gateway per module (it takes 13–30 s to start), offline: its model providers are sandbox/providers.py
-upstreams on loopback. Agents: `main` (upstream `fast`, answers), `slow` (upstream `slow`, answers after
-10 minutes: for cancel and timeout), `broken` (upstream `broken`, HTTP 500: OpenClaw retries it), `ghost`
-(a model no provider has). The tests' own WebSocket probe (`rpc`) asks the gateway what became of a run.
+The session's one gateway (tests/real_openclaw.py: a start takes 13–30 s), offline: its model providers are
+sandbox/providers.py upstreams on loopback. Agents: `main` (upstream `openclaw_model`, answers), `slow` (upstream
+`slow`, answers after 10 minutes: for cancel and timeout), `broken` (upstream `broken`, HTTP 500: OpenClaw retries
+it), `ghost` (a model no provider has). The tests' own WebSocket probe (`rpc`) asks the gateway what became of a
+run.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,103 +25,37 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from actors.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 from mcp_servers.openclaw_agent import task_scope
-from sandbox import openclaw_install
-from sandbox.providers import ProvidersAdmin, start_providers, stop_providers
+from sandbox.openclaw_world import OpenClawWorld
 
 from .conftest import TOKEN, free_port, wait_until
+from .real_openclaw import MODEL_UPSTREAM
 
-GATEWAY_READY_S = 150.0
 TURN_S = 120.0          # a first turn in a fresh workspace took 18 s on a loaded machine
 
 
-# --- the world: a real gateway and its model upstreams -------------------------------------------------------
-class Gateway:
-    def __init__(self, root: Path, upstreams: dict[str, str], admin: ProvidersAdmin):
-        self.root, self.admin, self.port = root, admin, free_port()
-        self.token = "oc-test-" + os.urandom(12).hex()
-        self.url = f"ws://127.0.0.1:{self.port}"
-        (root / "home").mkdir(parents=True)
-        (root / "state").mkdir()
-        providers = {name: {"baseUrl": url, "apiKey": "k", "api": "openai-completions",
-                            "models": [{"id": "sim", "name": "sim", "input": ["text"], "contextWindow": 128000,
-                                        "maxTokens": 4096}]} for name, url in upstreams.items()}
-        config = {"models": {"mode": "merge", "providers": providers},
-                  "agents": {"defaults": {"model": {"primary": "fast/sim"}},
-                             "entries": {"main": {}, "slow": {"model": "slow/sim"}, "broken": {"model": "broken/sim"},
-                                         "ghost": {"model": "ghost/none"}}},
-                  "logging": {"file": str(root / "openclaw-file.log")}}
-        (root / "state" / "openclaw.json").write_text(json.dumps(config, indent=1))
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Gateway:
-        env = openclaw_install.run_env({"HOME": str(self.root / "home"), "PATH": os.environ.get("PATH", ""),
-                                        "OPENCLAW_STATE_DIR": str(self.root / "state"),
-                                        "OPENCLAW_GATEWAY_TOKEN": self.token})
-        with open(self.root / "gateway.log", "wb") as log:
-            self.process = subprocess.Popen(
-                [str(openclaw_install.openclaw_bin()), "gateway", "run", "--allow-unconfigured", "--port",
-                 str(self.port), "--bind", "loopback", "--auth", "token"],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._ready, GATEWAY_READY_S, "the OpenClaw gateway's /readyz", interval_s=0.5)
-        return self
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            pytest.fail(f"the OpenClaw gateway exited {self.process.returncode}:\n"
-                        + (self.root / "gateway.log").read_text(errors="replace")[-3000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
-                return json.loads(response.read()).get("ready") is True
-        except (OSError, ValueError):
-            return False
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        except ProcessLookupError:
-            pass
-
-    def rpc(self, method: str, params: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
-        """The test's own look at the gateway: one request on a fresh connection, its response frame."""
-        async def ask() -> dict[str, Any]:
-            async with aiohttp.ClientSession() as http, http.ws_connect(self.url, max_msg_size=0) as ws:
-                await ws.receive_json(timeout=10)
-                await ws.send_json({"type": "req", "id": "c", "method": "connect", "params": {
-                    "minProtocol": 4, "maxProtocol": 4, "role": "operator", "caps": [],
-                    "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
-                    "scopes": ["operator.read", "operator.write"], "auth": {"token": self.token}}})
-                while (await ws.receive_json(timeout=10)).get("id") != "c":
-                    pass
-                await ws.send_json({"type": "req", "id": "q", "method": method, "params": params})
-                while (frame := await ws.receive_json(timeout=timeout_s)).get("id") != "q":
-                    pass
-                return frame
-        return asyncio.run(ask())
+# --- the world: the session's real gateway (tests/real_openclaw.py), and our own look at it --------------------
+def rpc(world: OpenClawWorld, method: str, params: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+    """The test's own look at the gateway: one request on a fresh connection, its response frame."""
+    async def ask() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(world.url, max_msg_size=0) as ws:
+            await ws.receive_json(timeout=10)
+            await ws.send_json({"type": "req", "id": "c", "method": "connect", "params": {
+                "minProtocol": 4, "maxProtocol": 4, "role": "operator", "caps": [],
+                "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
+                "scopes": ["operator.read", "operator.write"], "auth": {"token": world.token}}})
+            while (await ws.receive_json(timeout=10)).get("id") != "c":
+                pass
+            await ws.send_json({"type": "req", "id": "q", "method": method, "params": params})
+            while (frame := await ws.receive_json(timeout=timeout_s)).get("id") != "q":
+                pass
+            return frame
+    return asyncio.run(ask())
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    if not openclaw_install.installed():
-        pytest.fail(f"OpenClaw is not installed in {openclaw_install.cache_dir()}: run `make openclaw`")
-    root = tmp_path_factory.mktemp("openclaw-agent")
-    providers, ready = start_providers({"fast": 0, "slow": 0, "broken": 0}, 0, root / "providers.json")
-    world = None
-    try:
-        admin = ProvidersAdmin(ready["admin"])
-        admin.set("slow", "latency", latency_s=600)
-        admin.set("broken", "500")
-        world = Gateway(root / "gateway", ready["upstreams"], admin).start()
-        yield world
-    finally:
-        if world is not None:
-            world.stop()
-        stop_providers(providers)
+@pytest.fixture
+def gateway(openclaw_world) -> OpenClawWorld:
+    """The session's gateway, its upstreams reset (`openclaw_world`)."""
+    return openclaw_world
 
 
 # --- calling our MCP server the way an executor does --------------------------------------------------------
@@ -149,7 +83,7 @@ def text(result) -> str:
     return " ".join(part.text for part in result.content)
 
 
-def executor(gateway: Gateway, monkeypatch, *extra: str, **settings: Any) -> dict[str, Any]:
+def executor(gateway: OpenClawWorld, monkeypatch, *extra: str, **settings: Any) -> dict[str, Any]:
     """The `general` executor as config/default.yaml has it, on the test gateway."""
     monkeypatch.setenv("OMNI_TEST_OPENCLAW_TOKEN", gateway.token)
     return {"general": {"transport": "stdio", "command": "python", "args": server_args(gateway.url, *extra),
@@ -172,7 +106,7 @@ async def task_when(tree, task_id: int, wait_s: float = TURN_S) -> dict[str, Any
 # --- through the tree -----------------------------------------------------------------------------------------
 def test_a_general_task_is_answered_by_openclaws_agent(gateway, write_config, start_tree, monkeypatch):
     answer = "Your calendar is free after 3 pm (from the model behind OpenClaw)."
-    gateway.admin.set("fast", reply=answer)
+    gateway.models.set(MODEL_UPSTREAM, reply=answer)
     tree = start_tree(write_config(executors=executor(gateway, monkeypatch)))
     started = time.monotonic()
     task = asyncio.run(submit(tree, "What is on my calendar this afternoon?"))
@@ -181,17 +115,17 @@ def test_a_general_task_is_answered_by_openclaws_agent(gateway, write_config, st
     assert done["state"] == "completed", done
     assert done["result"] == answer
     scope = task_scope(str(task["task_id"]), "What is on my calendar this afternoon?")
-    history = gateway.rpc("chat.history", {"sessionKey": f"agent:main:omni-task-{scope}", "limit": 5})
+    history = rpc(gateway, "chat.history", {"sessionKey": f"agent:main:omni-task-{scope}", "limit": 5})
     said = [m.get("content") for m in history["payload"]["messages"] if m.get("role") == "user"]
     assert said == ["What is on my calendar this afternoon?"], "the task ran in its own session, with its text"
 
 
 def test_cancel_aborts_the_run_on_the_gateway(gateway, write_config, start_tree, monkeypatch):
     tree = start_tree(write_config(executors=executor(gateway, monkeypatch, "--agent", "slow")))
-    calls_before = gateway.admin.calls("slow")
+    calls_before = gateway.models.calls("slow")
     description = "Summarise every message of this year"
     task = asyncio.run(submit(tree, description))
-    wait_until(lambda: gateway.admin.calls("slow") > calls_before, TURN_S / 2, "the run to reach the model",
+    wait_until(lambda: gateway.models.calls("slow") > calls_before, TURN_S / 2, "the run to reach the model",
                interval_s=0.1)
     scope = task_scope(str(task["task_id"]), description)
 
@@ -200,10 +134,10 @@ def test_cancel_aborts_the_run_on_the_gateway(gateway, write_config, start_tree,
             await omni.call("cancel_task", task_id=task["task_id"])
     cancelled_at = time.time()
     asyncio.run(cancel())
-    ended = gateway.rpc("agent.wait", {"runId": f"omni-task-{scope}.1", "timeoutMs": 30_000}, timeout_s=40)["payload"]
+    ended = rpc(gateway, "agent.wait", {"runId": f"omni-task-{scope}.1", "timeoutMs": 30_000}, timeout_s=40)["payload"]
     print(f"\ncancel → run ended on the gateway: {ended.get('endedAt', 0) / 1000 - cancelled_at:.2f}s")
     assert ended["status"] == "error" and ended["stopReason"] == "rpc", ended
-    session = gateway.rpc("chat.history", {"sessionKey": f"agent:slow:omni-task-{scope}", "limit": 1})
+    session = rpc(gateway, "chat.history", {"sessionKey": f"agent:slow:omni-task-{scope}", "limit": 1})
     assert session["payload"]["sessionInfo"]["abortedLastRun"] is True
     assert asyncio.run(task_when(tree, task["task_id"], wait_s=0))["state"] == "cancelled"
 
@@ -218,7 +152,7 @@ def test_a_turn_past_its_timeout_is_aborted_and_fails_the_task_clearly(gateway, 
     assert done["state"] == "failed"
     assert done["error"] == f"Error executing tool run_agent_turn: OpenClaw's agent did not finish within 3s: " \
                             f"run {run_id} aborted"
-    ended = gateway.rpc("agent.wait", {"runId": run_id, "timeoutMs": 10_000})["payload"]
+    ended = rpc(gateway, "agent.wait", {"runId": run_id, "timeoutMs": 10_000})["payload"]
     assert ended["status"] == "error" and ended["stopReason"] == "rpc", "the gateway's run was aborted too"
 
 
@@ -262,13 +196,13 @@ def test_an_im_users_session_is_refused(gateway):
 
 
 def test_a_repeated_call_reattaches_and_a_retry_after_an_abort_starts_afresh(gateway):
-    gateway.admin.set("fast", reply="the same answer")
-    calls = gateway.admin.calls("fast")
+    gateway.models.set(MODEL_UPSTREAM, reply="the same answer")
+    calls = gateway.models.calls(MODEL_UPSTREAM)
     first, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "task_id": "r1"}, env_for(gateway.token))
-    model_calls = gateway.admin.calls("fast") - calls
+    model_calls = gateway.models.calls(MODEL_UPSTREAM) - calls
     again, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "task_id": "r1"}, env_for(gateway.token))
     assert (text(first), text(again)) == ("the same answer", "the same answer") and not first.is_error
-    assert gateway.admin.calls("fast") - calls == model_calls, "the repeated call started no second run"
+    assert gateway.models.calls(MODEL_UPSTREAM) - calls == model_calls, "the repeated call started no second run"
     aborted, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2", "timeout_s": 2},
                            env_for(gateway.token))
     retried, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2", "timeout_s": 2},
@@ -297,7 +231,7 @@ def moltworker_status(tmp_path):
         process.wait(5)
 
 
-def moltworker_args(gateway: Gateway, status_url: str, tmp_path: Path, connect_timeout_s: float) -> list[str]:
+def moltworker_args(gateway: OpenClawWorld, status_url: str, tmp_path: Path, connect_timeout_s: float) -> list[str]:
     return server_args(gateway.url, "--token-env", "MOLTWORKER_GATEWAY_TOKEN", "--connect-timeout",
                        str(connect_timeout_s), "--health-url", f"{status_url}/api/status", "--health-interval", "0.5",
                        "--header", "CF-Access-Client-Id=CF_ACCESS_CLIENT_ID",
@@ -305,13 +239,13 @@ def moltworker_args(gateway: Gateway, status_url: str, tmp_path: Path, connect_t
                        "--device-key", str(tmp_path / "moltworker-device.pem"))
 
 
-def molt_env(gateway: Gateway) -> dict[str, str]:
+def molt_env(gateway: OpenClawWorld) -> dict[str, str]:
     return {"MOLTWORKER_GATEWAY_TOKEN": gateway.token, "CF_ACCESS_CLIENT_ID": "access-id-1",
             "CF_ACCESS_CLIENT_SECRET": "access-secret-1", "PATH": os.environ.get("PATH", "")}
 
 
 def test_a_moltworker_style_remote_waits_out_its_cold_start(gateway, moltworker_status, tmp_path):
-    gateway.admin.set("fast", reply="done on the remote gateway")
+    gateway.models.set(MODEL_UPSTREAM, reply="done on the remote gateway")
     status_url = moltworker_status(starting_s=2)
     result, progress = call_tool(moltworker_args(gateway, status_url, tmp_path, 60),
                                  {"prompt": "render the video overnight", "task_id": "m1"}, molt_env(gateway))

@@ -15,8 +15,7 @@ import time
 from texts import say
 
 from .conftest import wait_until
-from .real_openclaw import openclaw_models, openclaw_world, real_im_config, telegram, telegram_api  # noqa: F401
-from .real_openclaw import _openclaw_world_running, wait_bridge_up  # noqa: F401
+from .real_openclaw import wait_bridge_up
 
 USER, STRANGER = 4242, 9999
 ANSWER_TIMEOUT_S = 60          # the first message after a gateway start takes ~3 s, up to ~7 s under load

@@ -9,18 +9,17 @@ import sqlite3
 import time
 
 from .conftest import wait_until
-from .real_openclaw import USERS, openclaw_models, openclaw_world, real_im_config, telegram, telegram_api, wait_bridge_up  # noqa: F401
-from .real_openclaw import _openclaw_world_running  # noqa: F401
+from .real_openclaw import USERS, wait_bridge_up
 
 ALICE, BOB = (int(user.split(":")[1]) for user in USERS)
 CATCH_UP = {"im": {"catch_up_s": 1}}
 
 
-def texts(telegram, chat_id: int) -> list[str]:  # noqa: F811
+def texts(telegram, chat_id: int) -> list[str]:
     return [message["text"] for message in telegram.sent(chat_id)]
 
 
-def receipt_for(telegram, chat_id: int, text: str, timeout_s: float = 60) -> int:  # noqa: F811
+def receipt_for(telegram, chat_id: int, text: str, timeout_s: float = 60) -> int:
     """Write `text` and wait for our receipt: the new task's number."""
     before = len(texts(telegram, chat_id))
     telegram.inbound(chat_id, text)
@@ -30,7 +29,7 @@ def receipt_for(telegram, chat_id: int, text: str, timeout_s: float = 60) -> int
     return int(found.group(1))
 
 
-def receipt_numbers(telegram, chat_id: int) -> list[int]:  # noqa: F811
+def receipt_numbers(telegram, chat_id: int) -> list[int]:
     return [int(found.group(1)) for t in texts(telegram, chat_id) if (found := re.match(r"Task #(\d+) created", t))]
 
 
@@ -47,7 +46,7 @@ def descriptions(db_path) -> list[str]:
 
 
 def test_messages_written_while_the_orchestrator_is_down_are_each_handled_once(
-        real_im_config, supervisor_process, telegram, openclaw_world, omni_home):  # noqa: F811
+        real_im_config, supervisor_process, telegram, openclaw_world, omni_home):
     config = real_im_config(**CATCH_UP)
     first = supervisor_process(config)
     receipt_for(telegram, ALICE, "before the outage")
@@ -67,7 +66,7 @@ def test_messages_written_while_the_orchestrator_is_down_are_each_handled_once(
 
 
 def test_a_restart_of_openclaws_gateway_loses_no_message(real_im_config, start_tree, telegram,
-                                                        openclaw_world):  # noqa: F811
+                                                        openclaw_world):
     tree = start_tree(real_im_config(**CATCH_UP), wait_for_executors=True)
     wait_bridge_up(tree)
     receipt_for(telegram, ALICE, "before the gateway restart")
@@ -85,7 +84,7 @@ def test_a_restart_of_openclaws_gateway_loses_no_message(real_im_config, start_t
 
 
 def test_a_burst_is_answered_whole_and_each_tasks_news_follows_its_receipt(real_im_config, start_tree, telegram,
-                                                                          openclaw_world):  # noqa: F811
+                                                                          openclaw_world):
     tree = start_tree(real_im_config(**CATCH_UP))
     wait_bridge_up(tree)
     started = time.monotonic()
@@ -104,7 +103,7 @@ def test_a_burst_is_answered_whole_and_each_tasks_news_follows_its_receipt(real_
     assert sorted(descriptions(tree.cfg.database_path)) == [f"burst {n}" for n in range(1, 6)]
 
 
-def test_each_user_hears_only_of_their_own_tasks(real_im_config, start_tree, telegram, openclaw_world):  # noqa: F811
+def test_each_user_hears_only_of_their_own_tasks(real_im_config, start_tree, telegram, openclaw_world):
     tree = start_tree(real_im_config(**CATCH_UP))
     wait_bridge_up(tree)
     alice_task = receipt_for(telegram, ALICE, "Alice's errand")
