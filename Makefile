@@ -17,7 +17,7 @@ export OMNI_CACHE
 # claude-agent-sdk and the Claude CLI it bundles, for the coder executor (requirements-claude.lock, hashes), in
 # $(OMNI_CACHE)/claude-agent-sdk-<version>: ~390 MB that `make run` on the sandbox does not need.
 
-.PHONY: setup openclaw claude run test bench lock clean
+.PHONY: setup openclaw claude run lint test test-fast bench lock clean
 
 setup: $(STAMP) $(LITELLM_STAMP)
 
@@ -40,8 +40,17 @@ claude: $(STAMP)
 run: setup
 	$(PY) supervisor.py $(ARGS)
 
-test: setup openclaw claude
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Everything: lint, the docstring examples, the unit tests and the slow ones (processes, trees, the real
+# LiteLLM proxy and OpenClaw).
+test: lint openclaw claude
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint, the docstring examples and the unit tests: seconds, no OpenClaw install needed.
+test-fast: lint
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench
