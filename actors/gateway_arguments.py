@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
-from messages import MAX_TASK_ID as MAX_ID
+from messages import MAX_TASK_ID as MAX_ID  # noqa: F401 (the module docstring's example uses it)
 
 PREVIEW_CHARS = 40                     # of a bad value quoted back
 

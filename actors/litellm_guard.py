@@ -20,7 +20,6 @@ go direct until it answers, and the route shown says so. A start that fails, as 
 """
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import re

@@ -54,7 +54,7 @@ async def measure(orchestrator: Orchestrator, plan: Plan) -> dict[str, Figure]:
                *await gateway_floor(orchestrator.url, orchestrator.token, plan.gateway_seq, plan.gateway_each,
                                     CONCURRENCY),
                *await end_to_end(orchestrator.url, orchestrator.token, plan.e2e_seq, plan.e2e_each, CONCURRENCY)]
-    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures))
+    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures, strict=True))
 
 
 def verdicts(f: dict[str, Figure]) -> list[str]:

@@ -179,11 +179,11 @@ def local_model_report(results: list[ModelFigures]) -> str:
     ]
     width = 44
     columns = [max(30, len(fig.shape) + 2) for fig in results]
-    lines = [f"{'':<{width}}" + "".join(f"{fig.label:<{w}}" for fig, w in zip(results, columns)),
+    lines = [f"{'':<{width}}" + "".join(f"{fig.label:<{w}}" for fig, w in zip(results, columns, strict=True)),
              "-" * (width + sum(columns))]
     for name, fn in rows:
         values = [fig.shape if name == "shape" and not fig.error else cell(fig, fn) for fig in results]
-        lines.append(f"{name:<{width}}" + "".join(f"{v:<{w}}" for v, w in zip(values, columns)))
+        lines.append(f"{name:<{width}}" + "".join(f"{v:<{w}}" for v, w in zip(values, columns, strict=True)))
     for fig in results:
         if fig.error:
             lines.append(f"{fig.label}: ERROR {fig.error}")

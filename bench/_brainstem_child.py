@@ -61,9 +61,9 @@ def _stream_stats(model, prompt: str, tokens: int) -> dict:
     ids = model._tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
     started = time.perf_counter()
     last = None
-    for last in mlx_lm.stream_generate(model._model, model._tokenizer, ids, max_tokens=tokens,
+    for last in mlx_lm.stream_generate(model._model, model._tokenizer, ids, max_tokens=tokens,  # noqa: B007
                                        sampler=make_sampler(temp=0.0)):
-        pass
+        pass   # the last chunk carries the totals
     return {"gen_again_s": time.perf_counter() - started, "prompt_tokens": last.prompt_tokens,
             "prompt_tps": last.prompt_tps, "gen_tokens": last.generation_tokens, "gen_tps": last.generation_tps}
 

@@ -281,7 +281,9 @@ def _shared_models(tmp_path_factory) -> SharedModels:
     litellm = None
     try:
         config_path = home / "config.yaml"
-        config_path.write_text(yaml.safe_dump(overlay(yaml.safe_load(EMBEDDED_DEFAULT.read_text()), overrides)))
+        raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text())
+        raw.pop("sandbox_openclaw", None)
+        config_path.write_text(yaml.safe_dump(overlay(raw, overrides)))
         litellm = load_config(config_path).litellm
         start_proxy(litellm, home)
         # the sandbox's brainstem model, which a tree's own providers would have made in the test's home

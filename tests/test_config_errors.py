@@ -59,6 +59,7 @@ def test_a_file_that_is_not_utf8_is_named_with_the_byte(tmp_path):
     assert refusal(path) == f"{path}: not UTF-8 at byte {at}"
 
 
+@pytest.mark.slow   # runs supervisor.py
 @pytest.mark.parametrize("command, code", [(("validate",), 1), ((), 2)])
 def test_validate_and_run_answer_a_non_utf8_file_with_one_line_and_no_traceback(tmp_path, omni_home, command, code):
     path, at = latin1_file(tmp_path)
@@ -92,6 +93,7 @@ def test_a_directory_or_a_missing_file_is_named(tmp_path):
     assert refusal(missing) == f"{missing}: (top level): expected a readable YAML file, got No such file or directory"
 
 
+@pytest.mark.slow   # runs supervisor.py
 def test_validate_on_a_directory_exits_1_without_a_traceback(tmp_path, omni_home):
     finished = run_cli("validate", "--config", str(tmp_path))
     assert finished.returncode == 1 and "Traceback" not in finished.stderr

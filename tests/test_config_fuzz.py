@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from config import EMBEDDED_DEFAULT, ConfigError, load_config
@@ -124,6 +125,7 @@ def fuzz(tmp_path: Path, count: int = COUNT, seed: int = SEED) -> Tally:
     return tally
 
 
+@pytest.mark.slow   # thousands of configs: seconds by design
 def test_mutated_configs_get_a_config_or_a_one_line_error_that_shows_no_secret(tmp_path, monkeypatch):
     rng = random.Random(SEED)
     for name in SECRET_VARS:

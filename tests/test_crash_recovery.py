@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from actors.gateway_client import GatewaySession
 
 from .conftest import TOKEN, task_states, wait_until
+
+pytestmark = pytest.mark.slow   # runs supervisor.py as a process
 
 
 def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_config, supervisor_process, omni_home):

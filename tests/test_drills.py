@@ -7,11 +7,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from actors.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 
 from .conftest import TOKEN, wait_until
 from .test_brainstem import FAST_HEALTH
+
+pytestmark = pytest.mark.slow   # runs supervisor.py as a process
 
 
 def drill(config, name) -> subprocess.CompletedProcess:

@@ -229,7 +229,7 @@ def test_an_unknown_sender_is_refused_logged_and_creates_no_task(write_config, s
 
 def test_a_task_from_im_reports_its_completion_and_failure_to_its_conversation(write_config, start_tree,
                                                                                omni_home):
-    tree = start_im_tree(start_tree, im_config(write_config))
+    start_im_tree(start_tree, im_config(write_config))
     chat = Chat(omni_home)
     done = created_id(chat.ask("Summarise the week [sleep=0.5]"))
     failed = created_id(chat.ask("Book a flight [fail]"))

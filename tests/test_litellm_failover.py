@@ -1,7 +1,6 @@
 """The route to models, with a real LiteLLM proxy process in front of the simulated providers."""
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import signal

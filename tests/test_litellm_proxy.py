@@ -25,8 +25,8 @@ LITELLM = PROJECT_ROOT / ".venv-litellm" / "bin" / "litellm"
 SANDBOX_CONFIG = PROJECT_ROOT / "config" / "litellm.sandbox.yaml"
 KEYS = {"OMNI_SANDBOX_FREE_KEY": "sandbox-key-free", "OMNI_SANDBOX_PAID_KEY": "sandbox-key-paid"}
 
-pytestmark = pytest.mark.skipif(not LITELLM.exists(),
-                                reason=f"{LITELLM} is missing: `make setup` builds the proxy's own venv")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not LITELLM.exists(),
+                                reason=f"{LITELLM} is missing: `make setup` builds the proxy's own venv")]
 
 
 def free_port() -> int:

@@ -16,6 +16,7 @@ import threading
 import time
 
 import pykka
+import pytest
 from rich.console import Console
 
 from actors import Directory
@@ -229,6 +230,7 @@ def read_until(fd: int, output: bytearray, done, timeout_s: float) -> bool:
     return True
 
 
+@pytest.mark.slow   # runs supervisor.py in a pty
 def test_the_program_draws_the_console_in_a_terminal_and_ctrl_c_exits_0(write_config):
     config = write_config()
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")} | \

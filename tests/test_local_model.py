@@ -18,6 +18,8 @@ import pytest
 from actors.local_model import LocalModel, LocalModelUnavailable, _trim_c_heap, process_rss_mb
 from sandbox.tiny_model import CORPUS, make_tiny_qwen2
 
+pytestmark = pytest.mark.slow   # loads MLX models, and runs a process that uses them
+
 INSTRUCTIONS = {
     "en": "Tell the user in one sentence that the cloud is down.",
     "zh-Hant": "請用一句話告訴使用者雲端離線，任務已掛起。",

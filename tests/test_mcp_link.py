@@ -14,6 +14,8 @@ import pytest
 from actors.mcp_link import CallOutcome, LinkFailed, LinkLost, McpLink
 from config.schema import ExecutorConfig
 
+pytestmark = pytest.mark.slow   # every test spawns MCP servers
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DEADLINE_S = 60.0   # a hung scenario fails instead of hanging the run
 CLOSE_DEADLINE_S = 10.0      # "at once": a hang fails, a slow machine does not (timings belong in bench/)

@@ -19,6 +19,8 @@ from sandbox.providers import PROJECT_ROOT, ProvidersAdmin, start_providers
 
 from .conftest import wait_until
 
+pytestmark = pytest.mark.slow   # every test runs the providers as a process
+
 DIRECT_KEY = "sk-direct-test-" + "z" * 16
 CHAT = "/chat/completions"
 

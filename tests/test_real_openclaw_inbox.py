@@ -109,7 +109,8 @@ def test_each_user_hears_only_of_their_own_tasks(real_im_config, start_tree, tel
     alice_task = receipt_for(telegram, ALICE, "Alice's errand")
     bob_task = receipt_for(telegram, BOB, "Bob's errand")
     for chat_id, task_id in ((ALICE, alice_task), (BOB, bob_task)):
-        wait_until(lambda: any(t.startswith(f"Task #{task_id} completed") for t in texts(telegram, chat_id)), 60,
-                   f"the news of task {task_id}")
+        wait_until(lambda task_id=task_id, chat_id=chat_id: any(t.startswith(f"Task #{task_id} completed")
+                                                               for t in texts(telegram, chat_id)),
+                   60, f"the news of task {task_id}")
     assert not any(f"#{bob_task}" in t for t in texts(telegram, ALICE))
     assert not any(f"#{alice_task}" in t for t in texts(telegram, BOB))

@@ -167,6 +167,7 @@ def test_attach_relays_the_helpers_while_the_console_keeps_its_own_output(write_
     assert not path.exists()
 
 
+@pytest.mark.slow   # runs supervisor.py repl
 def test_attach_without_a_running_supervisor_exits_1_with_a_clear_message(omni_home):
     def attach() -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "supervisor.py", "repl"], cwd=PROJECT_ROOT, input="actors()\n",

@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from config import PROJECT_ROOT
 from surfaces.repl import socket_path
 
 from .conftest import wait_until
+
+pytestmark = pytest.mark.slow   # runs supervisor.py as a process
 
 
 def test_a_message_the_root_does_not_understand_told_from_the_repl_stops_the_program_with_exit_1(write_config,

@@ -11,11 +11,10 @@ import pytest
 from actors.gateway_client import GatewaySession
 from config import EMBEDDED_DEFAULT, load_config
 from messages import Introspect
-from sandbox import openclaw_install
 from sandbox.openclaw_world import free_port
 
 from .conftest import TOKEN
-from .real_openclaw import _require_install, openclaw_models  # noqa: F401 (fixture)
+from .real_openclaw import _require_install
 
 
 def test_without_openclaw_installed_the_sandbox_keeps_its_stub_general_executor(monkeypatch, tmp_path):
@@ -35,7 +34,7 @@ def test_with_openclaw_installed_the_general_executor_is_our_openclaw_agent_serv
 
 
 def test_a_general_task_is_answered_by_the_real_openclaw_agent_and_the_gateway_stops_with_the_tree(
-        write_config, start_tree, openclaw_models, monkeypatch):  # noqa: F811 (fixture)
+        write_config, start_tree, openclaw_models, monkeypatch):
     _require_install()
     monkeypatch.setenv("OMNI_SANDBOX_OPENCLAW_TOKEN", "sandbox-test-gateway-token")
     openclaw_models.reset()

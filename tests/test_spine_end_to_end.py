@@ -211,6 +211,7 @@ def test_the_sandbox_generates_an_owner_only_token_when_none_is_set(write_config
     assert gateway_token(cfg.gateway, cfg.home) == token, "the same token on the next start"
 
 
+@pytest.mark.slow   # runs supervisor.py
 def test_without_a_token_a_real_install_refuses_to_start(write_config, omni_home, monkeypatch):
     import subprocess
     import sys

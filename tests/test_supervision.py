@@ -243,6 +243,7 @@ def test_a_child_factory_that_raises_at_a_restart_escalates(tree):
     assert EVENTS == ["stop b", "stop c", "stop a"]
 
 
+@pytest.mark.slow   # real backoff: the shipped settings take seconds to escalate
 @pytest.mark.parametrize("policy_from", ["schema", "sandbox"])
 def test_a_child_crashing_at_every_start_escalates_with_the_shipped_settings(tree, policy_from):
     from config import EMBEDDED_DEFAULT, load_config

@@ -4,9 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from config import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow   # validation starts every MCP server in the config
 
 
 def validate(config) -> subprocess.CompletedProcess:
