@@ -22,7 +22,8 @@ import pykka
 from rich.console import Console
 from rich.markup import escape
 
-from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor, Journal,
+from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor,
+                    Journal,
                     LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
                     gateway_token)
 from actors.gateway_auth import MissingToken

@@ -23,6 +23,8 @@ from .supervisor import ChildSpec, Supervisor
 from .system_mode import SystemMode
 from .task_lifecycle import IllegalTransition, TaskState, UnknownTask
 
-__all__ = ["BrainstemController", "HealthMonitor", "ActorUnavailable", "ChildContext", "ChildSpec", "Directory", "EventLoopThread", "Executor", "Gateway",
-           "IllegalTransition", "Journal", "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor", "Supervisor", "SystemMode", "TaskState",
+__all__ = ["BrainstemController", "HealthMonitor", "ActorUnavailable", "ChildContext", "ChildSpec", "Directory",
+           "EventLoopThread", "Executor", "Gateway",
+           "IllegalTransition", "Journal", "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor",
+           "Supervisor", "SystemMode", "TaskState",
            "TransitionFeed", "UnknownTask", "gateway_token", "read_gateway_url"]

@@ -236,7 +236,8 @@ class Executor(SupervisedActor):
     def _open_link(self) -> None:
         self._generation += 1
         self._respawn_pending = False
-        spec = dataclasses.replace(self.spec, env={**self.spec.env, **self._route_env}) if self._route_env else self.spec
+        spec = dataclasses.replace(self.spec, env={**self.spec.env,
+                                                   **self._route_env}) if self._route_env else self.spec
         generation, link = self._generation, McpLink(spec, errlog=self._home / "logs" / f"{self.name}.stderr")
         self._link = link
 

@@ -135,7 +135,8 @@ def adopt_or_start_proxy(cfg: LiteLLMConfig, home: Path) -> tuple[int, bool]:
 
 def _await_answer(cfg: LiteLLMConfig, home: Path, pid: int, exited: Callable[[], str | None]) -> int:
     """Wait until the proxy `pid` answers its liveliness URL; `exited()` is None while it runs, else how
-    it ended (" with code -9", or "" when unknown). A proxy that exits or misses the start deadline is killed (its group) and reported."""
+    it ended (" with code -9", or "" when unknown). A proxy that exits or misses the start deadline is killed (its
+    group) and reported."""
     deadline = time.monotonic() + cfg.start_deadline_s
     while True:
         code = exited()

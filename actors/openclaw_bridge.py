@@ -181,7 +181,8 @@ def own_session(sender: str, session_key: str) -> bool:
     """Does OpenClaw keep `session_key` for this sender's conversation alone? With `session.dmScope: main`
     every direct message shares `agent:<agent>:main`, and a reply there reaches whoever wrote last.
 
-    >>> own_session("telegram:4242", "agent:inbox:telegram:direct:4242"), own_session("telegram:4242", "agent:main:main")
+    >>> (own_session("telegram:4242", "agent:inbox:telegram:direct:4242"),
+    ...  own_session("telegram:4242", "agent:main:main"))
     (True, False)
     """
     peer = sender.split(":", 1)[-1]

@@ -17,7 +17,8 @@ from typing import Any
 
 from peewee import fn
 
-from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
+from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetTask, GetTaskHistory,
+                      LastSystemEvent, ListTasks, RecordCost, RecordDecision,
                       RecordProgress, RecordSystemEvent, SumCosts, SumCostsByTask, TaskChanged, TaskView,
                       Transition)
 from messages.im import LoadState, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SaveState, SeenInbound

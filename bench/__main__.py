@@ -73,7 +73,8 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="Measure and print the figures (never asserts a target).")
     parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "chaos", "all"), default="spine",
                         help="spine (default): floor and no-op tasks end to end; litellm: model-route overhead "
                              "and proxy failover; brainstem: local model load/memory and outage timings; "

@@ -44,7 +44,8 @@ async def _clients(orchestrator: Orchestrator, tasks: int, keyed: bool, label: s
         nonlocal retries
         while not queue.empty():
             i = queue.get_nowait()
-            retries += await _submit_until_answered(orchestrator, f"chaos {label} {i}", f"{label}-{i}" if keyed else None)
+            retries += await _submit_until_answered(orchestrator, f"chaos {label} {i}",
+                                                    f"{label}-{i}" if keyed else None)
 
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
     return retries

@@ -5,9 +5,12 @@
 """
 from .loader import (EMBEDDED_DEFAULT, PROJECT_ROOT, ConfigError, load_config, omni_home, overlay,
                      resolve_config_path)
-from .schema import (BrainstemConfig, BudgetConfig, HealthConfig, Config, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
+from .schema import (BrainstemConfig, BudgetConfig, HealthConfig, Config, DemoConfig, ExecutorConfig, GatewayConfig,
+                     LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 
-__all__ = ["BrainstemConfig", "HealthConfig", "BudgetConfig", "Config", "ConfigError", "DemoConfig", "EMBEDDED_DEFAULT", "ExecutorConfig",
+__all__ = ["BrainstemConfig", "HealthConfig", "BudgetConfig", "Config", "ConfigError", "DemoConfig",
+           "EMBEDDED_DEFAULT", "ExecutorConfig",
            "GatewayConfig", "LiteLLMConfig", "PROJECT_ROOT", "RepairConfig", "RoutingConfig", "RoutingRule",
-           "SupervisionConfig", "TasksConfig", "TierConfig", "load_config", "omni_home", "overlay", "resolve_config_path"]
+           "SupervisionConfig", "TasksConfig", "TierConfig", "load_config", "omni_home", "overlay",
+           "resolve_config_path"]

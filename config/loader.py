@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig, LiteLLMConfig, RepairConfig,
+from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig,
+                     LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 from .schema import ImConfig, SandboxOpenClawConfig
 
@@ -284,7 +285,8 @@ def _tier(name: str, node: _Node, backup_keys: dict[str, str]) -> TierConfig:
 
 def _health(node: _Node) -> HealthConfig:
     d = HealthConfig()
-    return HealthConfig(interval_s=node.seconds("interval_s", d.interval_s), timeout_s=node.seconds("timeout_s", d.timeout_s),
+    return HealthConfig(interval_s=node.seconds("interval_s", d.interval_s), timeout_s=node.seconds("timeout_s",
+                                                                                                    d.timeout_s),
                         timeouts_to_down=node.int("timeouts_to_down", d.timeouts_to_down, minimum=1),
                         brainstem_interval_s=node.seconds("brainstem_interval_s", d.brainstem_interval_s),
                         successes_to_up=node.int("successes_to_up", d.successes_to_up, minimum=1))
@@ -393,7 +395,8 @@ def _supervision(node: _Node) -> SupervisionConfig:
         raise ConfigError(
             node.file, node.path or "supervision",
             f"settings under which a child crashing at every start escalates: the backoff before its "
-            f"{policy.max_restarts + 1}th crash (supervision.backoff_initial_s doubling up to supervision.backoff_max_s, "
+            f"{policy.max_restarts + 1}th crash (supervision.backoff_initial_s doubling up to "
+            "supervision.backoff_max_s, "
             f"supervision.max_restarts times) must total less than supervision.within_s; raise within_s, or lower "
             f"max_restarts or backoff_max_s",
             f"{policy.crash_loop_s:.4g}s of backoff against within_s {policy.within_s:g}s")
@@ -673,7 +676,8 @@ class _Node:
             if name not in os.environ and default is not None:
                 return default
             if name not in os.environ:
-                raise ConfigError(self.file, key_path, f"environment variable {name} to be set", "nothing (it is unset)")
+                raise ConfigError(self.file, key_path, f"environment variable {name} to be set",
+                                  "nothing (it is unset)")
             return os.environ[name]
 
         if not self.owner_only:

@@ -61,9 +61,11 @@ def build_handler(starting_s: float, required: dict[str, str]) -> type[BaseHTTPR
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mcp_servers.moltworker_status", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mcp_servers.moltworker_status",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--starting-s", type=float, default=3.0, help="say 'starting' this long after the first request")
+    parser.add_argument("--starting-s", type=float, default=3.0,
+                        help="say 'starting' this long after the first request")
     parser.add_argument("--require-header", action="append", default=[], metavar="NAME=ENV_VAR")
     parser.add_argument("--ready-file", help="write {\"url\": …} here (atomically) once listening")
     args = parser.parse_args(argv)

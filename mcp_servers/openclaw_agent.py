@@ -157,7 +157,9 @@ def parse_settings(argv: list[str]) -> Settings:
                         help="a turn's limit when the call gives no timeout_s; the run is aborted after it")
     parser.add_argument("--wait-slice", type=float, default=2.0, metavar="SECONDS",
                         help="agent.wait slice: progress is reported after each")
-    parser.add_argument("--health-url", help="GET this first until it answers {ok: true} (Moltworker /api/status) or {ready: true} (/readyz)")
+    parser.add_argument("--health-url",
+                        help="GET this first until it answers {ok: true} (Moltworker /api/status) "
+                             "or {ready: true} (/readyz)")
     parser.add_argument("--health-interval", type=float, default=3.0, metavar="SECONDS")
     parser.add_argument("--header", action="append", default=[], metavar="NAME=ENV_VAR",
                         help="an HTTP header for the health check and the WebSocket upgrade, its value from ENV_VAR")
@@ -265,7 +267,8 @@ class Gateway:
                     future.set_exception(TurnFailed(f"{self.where} {reason}"))
             self._pending.clear()
 
-    async def request(self, method: str, params: dict[str, Any], timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+    async def request(self, method: str, params: dict[str, Any], timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str,
+                                                                                                               Any]:
         """The response payload of `method`; an error response raises TurnFailed naming the method."""
         request_id = f"omni-{next(self._ids)}"
         future = asyncio.get_running_loop().create_future()
@@ -308,7 +311,8 @@ async def wait_until_healthy(settings: Settings, deadline: float, progress: Prog
                     answer = json.loads(body) if response.status == 200 else None
                     if isinstance(answer, dict) and (answer.get("ok") is True or answer.get("ready") is True):
                         return
-                    last = _one_line(body, 200) if answer is not None else f"HTTP {response.status}: {_one_line(body, 120)}"
+                    last = _one_line(body,
+                                     200) if answer is not None else f"HTTP {response.status}: {_one_line(body, 120)}"
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:
                 last = f"{type(error).__name__}: {_one_line(error, 160)}"
             waited = time.monotonic() - started
@@ -327,7 +331,8 @@ def _handshake_error(settings: Settings, error: dict[str, Any], scrub: Callable[
         return TurnFailed(f"{where} refused the token ({code}): check {settings.token_env}")
     if code == "PAIRING_REQUIRED" or "pairing" in str(error.get("message", "")).lower():
         request = details.get("requestId") or details.get("pairingRequestId")
-        how = f"`openclaw devices approve {request}`" if request else "`openclaw devices list`, then `openclaw devices approve <request>`"
+        how = f"`openclaw devices approve {request}`" if request \
+            else "`openclaw devices list`, then `openclaw devices approve <request>`"
         return TurnFailed(f"{where} requires pairing this device ({code}): approve it on the gateway host with {how}")
     return TurnFailed(f"{where} refused the connection: {scrub(error.get('message', error))} ({code})")
 
@@ -364,8 +369,10 @@ async def connect(settings: Settings, deadline: float) -> Gateway:
                              "(the connect timeout)") from None
         except aiohttp.WSServerHandshakeError as error:
             await http.close()
-            hint = " (Cloudflare Access: check the CF-Access-Client-Id/-Secret headers)" if error.status in (401, 403) else ""
-            raise TurnFailed(f"{where} refused the WebSocket upgrade: HTTP {error.status} {scrub(error.message)}{hint}") from None
+            access = error.status in (401, 403)
+            hint = " (Cloudflare Access: check the CF-Access-Client-Id/-Secret headers)" if access else ""
+            raise TurnFailed(f"{where} refused the WebSocket upgrade: HTTP {error.status} "
+                             f"{scrub(error.message)}{hint}") from None
         except aiohttp.ClientConnectorError as error:
             await http.close()
             os_error = error.os_error

@@ -6,10 +6,12 @@
     python -m sandbox.executors general --http 8123   # Streamable HTTP on http://127.0.0.1:8123/mcp
 
 `coder` has the shape of `@steipete/claude-code-mcp`; `moltworker` that of our OpenClaw-agent executor
-(`mcp_servers.openclaw_agent`) pointed at Moltworker, without its remote gateway, cold start or pairing. Markers in the prompt choose the behaviour:
+(`mcp_servers.openclaw_agent`) pointed at Moltworker, without its remote gateway, cold start or pairing. Markers in
+the prompt choose the behaviour:
 `[sleep=SECONDS]` works that long and reports progress (about ten times, at least once a second),
 `[fail]` returns a tool error, `[crash]` kills the server process mid-call, `[route]` answers with the
-model route this server was given (OPENAI_BASE_URL). Without markers it answers at once. Given a LiteLLM repair prompt (`[repair]` with a line `Restart command: …`), the coder
+model route this server was given (OPENAI_BASE_URL). Without markers it answers at once. Given a LiteLLM repair
+prompt (`[repair]` with a line `Restart command: …`), the coder
 runs that command, as Claude Code would after reading the log, so the repair flow closes for real.
 """
 import argparse

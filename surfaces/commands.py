@@ -42,7 +42,8 @@ from actors.gateway_client import GatewayError, GatewaySession
 from actors.task_lifecycle import IllegalTransition, TaskState
 from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks,
+from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
+                      Introspect, ListTasks,
                       RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
 from texts import say
 

@@ -79,7 +79,8 @@ def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tr
                "every suspended MCP call cancelled: nothing runs")
     wait_until(lambda: "雲端離線，任務已掛起" in notices(tree), 5, "the outage notice")
     with sqlite3.connect(tree.cfg.database_path) as db:
-        to = json.loads(db.execute("select data from system_event where detail = '雲端離線，任務已掛起'").fetchone()[0])["to"]
+        to = json.loads(db.execute("select data from system_event where detail = '雲端離線，任務已掛起'")
+                        .fetchone()[0])["to"]
         snapshot = json.loads(db.execute("select data from system_event where kind = 'snapshot'").fetchone()[0])
     assert to == ["telegram:42"] and sorted(snapshot["waiting"]) == sorted(ids)
     [late] = submit_all(tree.url, ["幫我查明天的天氣"], sender="telegram:42")

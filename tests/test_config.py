@@ -55,10 +55,12 @@ def test_the_shipped_configs_load(monkeypatch):
     (lambda raw: raw.update(executor={}), "executor", "one of the keys"),
     (lambda raw: raw["litellm"]["tiers"]["P2"].update(backup_key="nobody"), "api_keys.backup.nobody",
      "a backup key named 'nobody' (referred to by litellm.tiers.P2.backup_key)"),
-    (lambda raw: raw["litellm"]["tiers"].pop("P1"), "litellm.tiers", "the tiers P1 (free) and P2 (paid), in that order"),
+    (lambda raw: raw["litellm"]["tiers"].pop("P1"), "litellm.tiers",
+     "the tiers P1 (free) and P2 (paid), in that order"),
     (lambda raw: raw["budget"].update(daily_usd=-1), "budget.daily_usd", "a number >= 0"),
     (lambda raw: raw.update(locale="fr"), "locale", "one of en, zh-Hant, zh-Hans"),
-    (lambda raw: raw["executors"]["coder"]["arguments"].update(prompt="{descripton}"), "executors.coder.arguments.prompt",
+    (lambda raw: raw["executors"]["coder"]["arguments"].update(prompt="{descripton}"),
+     "executors.coder.arguments.prompt",
      "template fields among {description}"),
 ])
 def test_a_mistake_names_file_key_path_and_expectation(tmp_path, change, key_path, expected):

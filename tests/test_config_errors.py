@@ -150,7 +150,8 @@ def test_a_default_in_a_reference_is_not_shown_either(tmp_path):
 @pytest.mark.parametrize("change, key_path", [
     (lambda raw: raw["litellm"].update(proxy_key="omni-proxy-literal"), "litellm.proxy_key"),
     (lambda raw: raw["api_keys"]["backup"].update(cliproxy="plain-words"), "api_keys.backup.cliproxy"),
-    (lambda raw: raw["litellm"]["env"].update(OMNI_SANDBOX_FREE_KEY="free-literal"), "litellm.env.OMNI_SANDBOX_FREE_KEY"),
+    (lambda raw: raw["litellm"]["env"].update(OMNI_SANDBOX_FREE_KEY="free-literal"),
+     "litellm.env.OMNI_SANDBOX_FREE_KEY"),
     (lambda raw: raw["litellm"]["env"].update(UPSTREAM=LITERAL_KEY), "litellm.env.UPSTREAM"),
     (lambda raw: raw["executors"]["coder"].update(env={"ANTHROPIC_API_KEY": "sk-ant-short"}),
      "executors.coder.env.ANTHROPIC_API_KEY"),
@@ -173,7 +174,8 @@ def test_a_default_in_a_reference_is_not_shown_either(tmp_path):
 def test_a_literal_key_in_a_world_readable_file_is_refused_wherever_it_stands(tmp_path, change, key_path):
     raw = changed(change)
     message = refusal(write(tmp_path, raw))
-    assert f": {key_path}: expected a ${{ENV_NAME}} reference" in message or f": {key_path}: expected no literal key" in message
+    assert (f": {key_path}: expected a ${{ENV_NAME}} reference" in message
+            or f": {key_path}: expected no literal key" in message)
     assert "chmod 600" in message and LITERAL_KEY not in message and "literal-" not in message
     load_config(write(tmp_path, raw, mode=0o600, name="private.yaml"))   # the owner's own file may hold one
 
@@ -207,7 +209,8 @@ def test_unknown_keys_deeper_down_are_refused_too(tmp_path):
     assert ": litellm.route_env.api_kye: expected one of the keys api_key, base_url" in refusal(write(tmp_path, raw))
 
 
-@pytest.mark.parametrize("section", ["tasks", "supervision", "routing", "gateway", "demo", "api_keys", "budget", "repair",
+@pytest.mark.parametrize("section", ["tasks", "supervision", "routing", "gateway", "demo", "api_keys", "budget",
+                                     "repair",
                                      "health", "brainstem", "im", "litellm", "executors", "providers"])
 def test_a_section_given_as_a_scalar_is_an_error_not_the_defaults(tmp_path, section):
     message = refusal(write(tmp_path, changed(lambda raw: raw.update({section: "x"}))))
@@ -217,7 +220,8 @@ def test_a_section_given_as_a_scalar_is_an_error_not_the_defaults(tmp_path, sect
 
 def test_restart_command_fields_are_checked(tmp_path):
     raw = changed(lambda raw: raw["litellm"].update(restart_command="{python} {projct}/supervisor.py"))
-    assert ": litellm.restart_command: expected a command whose fields are among {python}" in refusal(write(tmp_path, raw))
+    assert ": litellm.restart_command: expected a command whose fields are among {python}" in refusal(write(tmp_path,
+                                                                                                            raw))
 
 
 def test_an_unknown_home_directory_in_a_path_is_named(tmp_path):

@@ -107,7 +107,8 @@ def test_list_tasks_filters_by_state_and_checks_its_arguments(write_config, star
     failed, recent, error = asyncio.run(scenario())
     assert [t["description"] for t in failed["tasks"]] == ["two [fail]"]
     assert [t["description"] for t in recent["tasks"]] == ["three", "two [fail]"]
-    assert error.startswith("list_tasks: 'state': expected one of idle, dispatching, executing") and 'got "sleeping"' in error
+    assert error.startswith("list_tasks: 'state': expected one of idle, dispatching, executing")
+    assert 'got "sleeping"' in error
 
 
 def test_an_unreachable_executor_is_marked_down_without_crashing_the_actor(write_config, start_tree):

@@ -168,7 +168,8 @@ def test_a_wrong_token_and_a_down_gateway_are_named(gateway):
     assert "not-the-token" not in text(wrong)
     down = f"ws://127.0.0.1:{free_port()}"
     refused, _ = call_tool(server_args(down), {"prompt": "hello"}, env_for(gateway.token))
-    assert refused.is_error and text(refused).endswith(f"OpenClaw gateway at {down} is not reachable: connection refused")
+    assert refused.is_error
+    assert text(refused).endswith(f"OpenClaw gateway at {down} is not reachable: connection refused")
     missing, _ = call_tool(server_args(gateway.url), {"prompt": "hello"}, env_for(""))
     assert missing.is_error and text(missing).endswith(
         "no OpenClaw gateway token: the environment variable OPENCLAW_GATEWAY_TOKEN is unset or empty "
@@ -178,10 +179,12 @@ def test_a_wrong_token_and_a_down_gateway_are_named(gateway):
 def test_no_model_and_a_failing_model_say_what_the_run_said(gateway):
     ghost, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "session_key": "agent:ghost:omni-test-1"},
                          env_for(gateway.token))
-    assert ghost.is_error and "OpenClaw's agent failed run " in text(ghost) and "Unknown model: ghost/none" in text(ghost)
+    assert ghost.is_error and "OpenClaw's agent failed run " in text(ghost)
+    assert "Unknown model: ghost/none" in text(ghost)
     failing, progress = call_tool(server_args(gateway.url, "--agent", "broken", "--wait-slice", "1"),
                                   {"prompt": "hello", "task_id": "b1", "timeout_s": 8}, env_for(gateway.token))
-    assert failing.is_error and f"OpenClaw's agent did not finish within 8s: run omni-task-{task_scope('b1', 'hello')}.1 aborted; " \
+    assert failing.is_error
+    assert f"OpenClaw's agent did not finish within 8s: run omni-task-{task_scope('b1', 'hello')}.1 aborted; " \
                                 "last model error: ⚠️ broken/sim request failed (provider internal error, HTTP 500)" \
                                 in text(failing)
     assert any("Retrying in" in message for message in progress), progress
@@ -203,9 +206,11 @@ def test_a_repeated_call_reattaches_and_a_retry_after_an_abort_starts_afresh(gat
     again, _ = call_tool(server_args(gateway.url), {"prompt": "hello", "task_id": "r1"}, env_for(gateway.token))
     assert (text(first), text(again)) == ("the same answer", "the same answer") and not first.is_error
     assert gateway.models.calls(MODEL_UPSTREAM) - calls == model_calls, "the repeated call started no second run"
-    aborted, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2", "timeout_s": 2},
+    aborted, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2",
+                                                                         "timeout_s": 2},
                            env_for(gateway.token))
-    retried, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2", "timeout_s": 2},
+    retried, _ = call_tool(server_args(gateway.url, "--agent", "slow"), {"prompt": "x", "task_id": "r2",
+                                                                         "timeout_s": 2},
                            env_for(gateway.token))
     scope = task_scope("r2", "x")
     assert f"run omni-task-{scope}.1 aborted" in text(aborted) and f"run omni-task-{scope}.2 aborted" in text(retried)
@@ -267,4 +272,5 @@ def test_a_remote_that_never_gets_ready_fails_within_its_connect_timeout(gateway
     no_access, _ = call_tool(moltworker_args(gateway, status_url, tmp_path, 3), {"prompt": "x", "task_id": "m3"},
                              {**molt_env(gateway), "CF_ACCESS_CLIENT_ID": "someone-else"})
     assert no_access.is_error and text(no_access).endswith(
-        f"{status_url}/api/status refused us: HTTP 403 (Cloudflare Access: check the CF-Access-Client-Id/-Secret headers)")
+        f"{status_url}/api/status refused us: HTTP 403 "
+        "(Cloudflare Access: check the CF-Access-Client-Id/-Secret headers)")

@@ -28,7 +28,8 @@ def test_tasks_complete_on_the_executor_their_text_routes_them_to(write_config, 
                     await gateway.call("get_task", task_id=general["task_id"], wait_s=20))
 
     coding, general = run(scenario())
-    assert (coding["state"], coding["kind"], coding["executor"], coding["tier"]) == ("completed", "coding", "coder", "P1")
+    assert (coding["state"], coding["kind"], coding["executor"], coding["tier"]) == ("completed", "coding", "coder",
+                                                                                     "P1")
     assert coding["result"].startswith("coder done: 用 Python 写一个函数")
     assert (general["state"], general["kind"], general["executor"]) == ("completed", "general", "general")
     with tree.db() as db:
@@ -116,7 +117,9 @@ def test_cancelling_a_finished_task_is_refused_with_a_clear_error(write_config, 
         async with GatewaySession(tree.url, TOKEN) as gateway:
             task = await gateway.call("submit_task", description="quick chore")
             await gateway.call("get_task", task_id=task["task_id"], wait_s=20)
-            with pytest.raises(GatewayError, match="^cancel_task: task \\d+ cannot be cancelled: a completed task cannot become cancelled"):
+            with pytest.raises(GatewayError,
+                               match="^cancel_task: task \\d+ cannot be cancelled: "
+                                     "a completed task cannot become cancelled"):
                 await gateway.call("cancel_task", task_id=task["task_id"])
             with pytest.raises(GatewayError, match="^get_task: 'task_id' 999999 is not a known task$"):
                 await gateway.call("get_task", task_id=999999)
@@ -137,7 +140,8 @@ def test_a_wrong_or_missing_bearer_token_is_refused(write_config, start_tree, he
     if header:
         headers["Authorization"] = header
     body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t",
+                                                                                           "version": "0"}}}
     response = httpx2.post(tree.url, json=body, headers=headers)
     assert response.status_code == 401
     assert "bearer token" in response.text
@@ -194,7 +198,8 @@ def test_a_request_from_a_foreign_origin_is_refused_even_with_the_token(write_co
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
                "Authorization": f"Bearer {TOKEN}", "Origin": "http://evil.example"}
     body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t",
+                                                                                           "version": "0"}}}
     response = httpx2.post(tree.url, json=body, headers=headers)
     assert response.status_code == 403
 

@@ -80,15 +80,18 @@ TEXTS = {
     "state_cancelled": "cancelled",
     "im_expect_task_id": "a task number",
     "im_expect_task_id_in_range": "a task number from 1 to {largest}",
-    "im_unavailable": "The orchestrator could not answer just now (error {error_id}, noted in its log). Please try again.",
+    "im_unavailable": "The orchestrator could not answer just now (error {error_id}, noted in its log). "
+                      "Please try again.",
     "im_task_too_long": "That is too long for a task: {length:,} characters, and a task has at most {limit:,}.",
     "mode_no_models": "No model route is configured.",
     "mode_cloud_unwatched": "The cloud is not watched: tasks go straight to their executors.",
     "mode_route_proxy": "Model calls go through LiteLLM.",
-    "mode_route_direct": "LiteLLM is down: model calls go directly to the providers with backup keys while it is repaired.",
+    "mode_route_direct": "LiteLLM is down: model calls go directly to the providers with backup keys "
+                         "while it is repaired.",
     "mode_cloud_unchecked": "The cloud has not been checked yet.",
     "mode_cloud_up": "The cloud answers.",
     "mode_cloud_missing": "The cloud did not answer the last {count} checks.",
     "mode_brainstem_model": "The cloud is offline: tasks wait until it is back, and a local model writes the notices.",
-    "mode_brainstem_fixed": "The cloud is offline: tasks wait until it is back; no local model is loaded, so notices are fixed texts.",
+    "mode_brainstem_fixed": "The cloud is offline: tasks wait until it is back; no local model is loaded, "
+                            "so notices are fixed texts.",
 }
