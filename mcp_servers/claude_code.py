@@ -289,7 +289,8 @@ async def run_task(settings: Settings, prompt: str, work_folder: str, session_id
                                      "continues only in the workFolder it ran in)") from None
                 raise TaskFailed(f"the Claude CLI failed: {_one_line(error, 200)}{_tail(stderr)}") from None
             except TimeoutError:
-                raise TaskFailed(f"the Claude CLI did not start within {CONNECT_TIMEOUT_S:.0f}s{_tail(stderr)}") from None
+                raise TaskFailed(f"the Claude CLI did not start within {CONNECT_TIMEOUT_S:.0f}s"
+                                 f"{_tail(stderr)}") from None
         finished = run.result is not None
         if deadline.cancelled_caught:
             raise TaskFailed(f"Claude Code did not finish within {limit:.0f}s: interrupted"

@@ -163,8 +163,9 @@ class AnthropicStandIn:
     # -- handlers
     async def _messages(self, request: Request) -> Response:
         body = await request.json()
-        self.requests.append(Recorded(path=request.url.path, model=str(body.get("model")), stream=bool(body.get("stream")),
-                                      has_key=bool(request.headers.get("x-api-key") or request.headers.get("authorization")),
+        keyed = bool(request.headers.get("x-api-key") or request.headers.get("authorization"))
+        self.requests.append(Recorded(path=request.url.path, model=str(body.get("model")),
+                                      stream=bool(body.get("stream")), has_key=keyed,
                                       tools=[tool.get("name", "") for tool in body.get("tools") or []],
                                       messages=body.get("messages") or []))
         kind, payload = plan_reply(body)
