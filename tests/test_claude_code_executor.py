@@ -29,6 +29,8 @@ from sandbox.anthropic_api import AnthropicStandIn
 
 from .conftest import wait_until
 
+pytestmark = pytest.mark.slow   # every test spawns our MCP server and the real Claude CLI
+
 CALL_S = 120.0
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
