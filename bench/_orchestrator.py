@@ -16,6 +16,7 @@ import yaml
 from config import EMBEDDED_DEFAULT, PROJECT_ROOT
 
 START_DEADLINE_S = 30.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 SLOTS = 16
 
 
@@ -101,6 +102,21 @@ class Orchestrator:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU so far of every live process in the supervisor's process group (it and the MCP
+        servers it spawned; Linux /proc)."""
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:     # pgrp: start_new_session made the supervisor its leader
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
 
     def summary(self) -> str:
         """How much it printed, and how many WARNING/ERROR lines its log has (surprises show up here)."""
