@@ -1,9 +1,9 @@
 """The Gateway: our MCP server (Streamable HTTP on loopback, bearer token) through which OpenClaw,
 other MCP clients and `supervisor.py send` reach the orchestrator.
 
-The HTTP server runs on the shared loop; each tool is a coroutine that asks the actors on a small
-thread pool, so no tool call ever blocks the loop. The actor itself owns the server's lifetime and
-wakes `get_task(wait_s=…)` callers when the StateStore announces a change.
+The HTTP server runs on the shared loop; each tool is a coroutine whose asks are answered on the loop
+(`Directory.ask_async`), so no tool call ever blocks the loop or a thread. The actor itself owns the server's
+lifetime and hands the StateStore's announcements to `get_task(wait_s=…)` / `submit_task(wait_s=…)` callers.
 
 >>> # from any MCP client, with Authorization: Bearer $OMNI_GATEWAY_TOKEN
 >>> await session.call_tool("submit_task", {"description": "重構登入模組", "sender": "telegram:42"})
@@ -35,8 +35,7 @@ class Gateway(SupervisedActor):
         self._config = gateway
         self._token = token
         self._home = home
-        self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="gateway-ask")
-        self._tools = GatewayTools(context.directory, self._pool, kinds, executors, models, im)
+        self._tools = GatewayTools(context.directory, kinds, executors, models, im)
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""
@@ -58,12 +57,11 @@ class Gateway(SupervisedActor):
                 self._serving.result(timeout=5)
             except Exception:
                 pass
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case TaskChanged(task=task) if task.task_id in self._tools.waiting:
-                self.loop.loop.call_soon_threadsafe(self._tools.wake, task.task_id)
+            case TaskChanged(task=task) if task.is_terminal or task.task_id in self._tools.waiting:
+                self.loop.loop.call_soon_threadsafe(self._tools.wake, task)
             case TaskChanged():
                 pass
             case ModeChanged(mode=mode):
