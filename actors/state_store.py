@@ -15,6 +15,7 @@ at a fraction of the commits when many clients write at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,7 +30,8 @@ from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateT
 from messages.im import LoadState, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SaveState, SeenInbound
 
 from .journal import Journal
-from .store_schema import ActorState, CostEntry, ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database
+from .store_schema import (INSERT_EVENT, INSERT_TASK, SELECT_TASK, SELECT_TASK_BY_KEY, UPDATE_TASK, ActorState,
+                           CostEntry, ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database)
 from .supervised import ChildContext, SupervisedActor
 from .task_lifecycle import (INTERRUPTED_BY_RESTART, IllegalTransition, KeyReused, TaskState, UnknownTask,
                               check_transition)
@@ -154,47 +156,40 @@ class StateStore(SupervisedActor):
         if len(new.description) > DESCRIPTION_LIMIT:
             raise ValueError(f"a task's description has at most {DESCRIPTION_LIMIT:,} characters, "
                              f"not {len(new.description):,}")
-        now = time.time()
-        if new.idempotency_key is not None and (
-                earlier := Task.get_or_none(Task.idempotency_key == new.idempotency_key)) is not None:
+        if new.idempotency_key is not None and (earlier := self._row(SELECT_TASK_BY_KEY, new.idempotency_key)):
             if earlier.description != new.description:
-                raise KeyReused(new.idempotency_key, earlier.id)
-            return _view_of(earlier)
-        row = Task.create(description=new.description, state=TaskState.IDLE, kind=new.kind, sender=new.sender,
-                          source=new.source, tier=new.tier, created_at=now, updated_at=now,
-                          idempotency_key=new.idempotency_key)
-        TaskEvent.create(task=row, at=now, kind="transition", from_state=None, to_state=TaskState.IDLE,
-                         reason=f"received from {new.source}" + (f" ({new.sender})" if new.sender else ""))
-        view = _view_of(row)
+                raise KeyReused(new.idempotency_key, earlier.task_id)
+            return earlier
+        now = time.time()
+        view = TaskView(0, new.description, str(TaskState.IDLE), new.kind, None, new.tier, 0, new.sender, new.source,
+                        None, None, now, now, new.idempotency_key)
+        cursor = self._sql(INSERT_TASK, _values(view)[1:])
+        view = dataclasses.replace(view, task_id=cursor.lastrowid)
+        self._sql(INSERT_EVENT, (view.task_id, now, "transition", None, view.state,
+                                 f"received from {new.source}" + (f" ({new.sender})" if new.sender else "")))
         self._announce(view, None, "created")
         return view
 
     def _transition(self, move: Transition) -> TaskView:
         """(Inside the caller's transaction: a write group's, or recovery's.)"""
-        row = Task.get_or_none(Task.id == move.task_id)
-        if row is None:
+        current = self._row(SELECT_TASK, move.task_id)
+        if current is None:
             raise UnknownTask(f"there is no task {move.task_id}")
-        check_transition(row.state, move.to, move.expect)
-        previous = row.state
-        self._apply(row, move)
-        TaskEvent.create(task=row, at=row.updated_at, kind="transition", from_state=previous, to_state=move.to,
-                         reason=move.reason)
-        view = _view_of(row)
-        self._announce(view, previous, move.reason)
+        check_transition(current.state, move.to, move.expect)
+        view = _moved(current, move)
+        self._sql(UPDATE_TASK, (view.state, view.kind, view.executor, view.tier, view.attempts, view.result,
+                                view.error, view.updated_at, view.task_id))
+        self._sql(INSERT_EVENT, (view.task_id, view.updated_at, "transition", current.state, view.state,
+                                 move.reason))
+        self._announce(view, current.state, move.reason)
         return view
 
-    @staticmethod
-    def _apply(row: Task, move: Transition) -> None:
-        if move.to == TaskState.IDLE:   # a fresh start: last run's outcome lives on in task_event only
-            row.result = row.error = None
-        row.state = move.to
-        row.updated_at = time.time()
-        for field in ("kind", "executor", "tier", "result", "error"):
-            if getattr(move, field) is not None:
-                setattr(row, field, getattr(move, field))
-        if move.count_attempt:
-            row.attempts += 1
-        row.save()
+    def _sql(self, statement: str, values: tuple[Any, ...]) -> Any:
+        return self._database.connection().execute(statement, values)
+
+    def _row(self, statement: str, *values: Any) -> TaskView | None:
+        found = self._sql(statement, values).fetchone()
+        return None if found is None else TaskView(*found)
 
     def _announce(self, view: TaskView, previous: str | None, reason: str) -> None:
         self._news.append((view, previous, reason))
@@ -228,8 +223,7 @@ class StateStore(SupervisedActor):
     def _view(self, task_id: int) -> TaskView | None:
         if not 0 < task_id <= MAX_TASK_ID:   # SQLite cannot even compare a larger number
             return None
-        row = Task.get_or_none(Task.id == task_id)
-        return None if row is None else _view_of(row)
+        return self._row(SELECT_TASK, task_id)
 
     def _list(self, query: ListTasks) -> list[TaskView]:
         rows = Task.select()
@@ -324,6 +318,23 @@ class StateStore(SupervisedActor):
         SystemEvent.create(at=time.time(), kind=event.kind, detail=event.detail,
                            data=json.dumps(dict(event.data), ensure_ascii=False, default=str))
         self._journal.record("system", kind=event.kind, detail=event.detail)
+
+
+def _moved(task: TaskView, move: Transition) -> TaskView:
+    """`task` after `move`: fields the move leaves None are kept; back to idle, last run's outcome is cleared
+    (it lives on in task_event)."""
+    changes: dict[str, Any] = {"state": str(move.to), "updated_at": time.time(),
+                               "attempts": task.attempts + (1 if move.count_attempt else 0)}
+    if move.to == TaskState.IDLE:
+        changes["result"] = changes["error"] = None
+    for field in ("kind", "executor", "tier", "result", "error"):
+        if getattr(move, field) is not None:
+            changes[field] = getattr(move, field)
+    return dataclasses.replace(task, **changes)
+
+
+def _values(view: TaskView) -> tuple[Any, ...]:
+    return tuple(getattr(view, name) for name in TaskView.__slots__)
 
 
 def _view_of(row: Task) -> TaskView:
