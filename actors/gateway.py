@@ -11,6 +11,7 @@ lifetime and hands the StateStore's announcements to `get_task(wait_s=…)` / `s
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ class Gateway(SupervisedActor):
                                                                  host=self._config.host), self._token)
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
         self._serving = self.loop.submit(self._server.serve(sockets=[listener]))
-        (self._home / URL_FILE).write_text(self.url + "\n")
+        written = self._home / f"{URL_FILE}.{os.getpid()}"   # then renamed: a reader never sees it half-written
+        written.write_text(self.url + "\n")
+        written.replace(self._home / URL_FILE)
 
     def release(self) -> None:
         if self._server is not None:
