@@ -83,7 +83,8 @@ class Directory:
                 answer = loop.create_future()
                 ref.actor_inbox.put(Envelope(message, reply_to=_AnswerOnLoop(loop, answer)))
                 try:
-                    return await asyncio.wait_for(answer, max(0.001, deadline - loop.time()))
+                    async with asyncio.timeout_at(max(deadline, loop.time() + 0.001)):
+                        return await answer
                 except pykka.ActorDeadError:
                     pass   # it stopped before handling the message: never handled, safe to send again
                 except TimeoutError:

@@ -179,7 +179,8 @@ class GatewayTools:
                 return task
             watch.event.clear()
             try:
-                await asyncio.wait_for(watch.event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await watch.event.wait()
             except TimeoutError:
                 pass
 
