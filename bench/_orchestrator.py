@@ -21,13 +21,14 @@ SLOTS = 16
 
 
 def bench_config() -> dict:
-    """config/sandbox.yaml without demo traffic or the model route, port 0, executors with 16 slots.
+    """config/sandbox.yaml without demo traffic, the model route or a real OpenClaw, port 0, executors with
+    16 slots (the `general` executor is the sandbox's stdio stand-in).
 
     The model route (LiteLLM proxy, simulated providers) is left out, as in the tests: a no-op task
     needs no model, and the proxy would add start-up time and a model call per unmatched task.
     """
     raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text(encoding="utf-8"))
-    for section in ("demo", "litellm", "providers", "api_keys"):
+    for section in ("demo", "litellm", "providers", "api_keys", "sandbox_openclaw"):
         raw.pop(section, None)
     raw["routing"]["classify_with_model"] = False
     raw["gateway"].update(port=0, generate_token=False)
