@@ -16,7 +16,9 @@ import time
 from typing import Any
 
 import pykka
-from pykka._envelope import Envelope   # what ActorRef.ask puts in an inbox; ask_async puts one with its own future
+
+# What ActorRef.ask puts in an inbox; ask_async puts one with a future of its own.
+from pykka._envelope import Envelope
 
 
 class ActorUnavailable(RuntimeError):

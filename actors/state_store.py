@@ -22,19 +22,64 @@ from pathlib import Path
 from typing import Any
 
 from peewee import fn
+
+# The inbox's own wrapper: the writes queued behind a group's first come in these.
 from pykka._envelope import Envelope
 
-from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordCost, RecordDecision,
-                      RecordProgress, RecordSystemEvent, SumCosts, SumCostsByTask, TaskChanged, TaskView,
-                      Transition)
-from messages.im import LoadState, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SaveState, SeenInbound
+from messages import (
+    DESCRIPTION_LIMIT,
+    MAX_TASK_ID,
+    CountTasksByState,
+    CreateTask,
+    GetTask,
+    GetTaskHistory,
+    LastSystemEvent,
+    ListTasks,
+    RecordCost,
+    RecordDecision,
+    RecordProgress,
+    RecordSystemEvent,
+    SumCosts,
+    SumCostsByTask,
+    TaskChanged,
+    TaskView,
+    Transition,
+)
+from messages.im import (
+    LoadState,
+    MarkSent,
+    PendingOutbound,
+    QueueOutbound,
+    RecordInbound,
+    SaveState,
+    SeenInbound,
+)
 
 from .journal import Journal
-from .store_schema import (INSERT_EVENT, INSERT_TASK, SELECT_TASK, SELECT_TASK_BY_KEY, UPDATE_TASK, ActorState,
-                           CostEntry, ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database)
+from .store_schema import (
+    INSERT_EVENT,
+    INSERT_TASK,
+    SELECT_TASK,
+    SELECT_TASK_BY_KEY,
+    UPDATE_TASK,
+    ActorState,
+    CostEntry,
+    ImInbound,
+    ImOutbound,
+    SystemEvent,
+    Task,
+    TaskEvent,
+    open_database,
+)
 from .supervised import ChildContext, SupervisedActor
-from .task_lifecycle import (INTERRUPTED_BY_RESTART, IllegalTransition, KeyReused, TaskState, UnknownTask,
-                              check_transition)
+from .task_lifecycle import (
+    INTERRUPTED_BY_RESTART,
+    IllegalTransition,
+    KeyReused,
+    TaskState,
+    UnknownTask,
+    check_transition,
+)
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
           RecordInbound, QueueOutbound, MarkSent)
@@ -105,7 +150,7 @@ class StateStore(SupervisedActor):
         try:
             with self._database.atomic():
                 outcomes = [self._attempt(envelope.message) for envelope in group]
-        except Exception:   # a write failed half-way: none of the group stands; each on its own, as before
+        except Exception:   # noqa: BLE001 (a write failed half-way: none of the group stands; each on its own, as before)
             self._news.clear()
             outcomes = [self._alone(envelope.message) for envelope in group]
         self._tell_news()
@@ -130,7 +175,7 @@ class StateStore(SupervisedActor):
         try:
             with self._database.atomic():
                 return self._handle(message), None
-        except Exception as error:
+        except Exception as error:   # noqa: BLE001 (the asker gets it, as pykka would hand it over)
             del self._news[news:]
             return None, error
 
