@@ -136,6 +136,8 @@ def configure_logging(cfg: Config) -> None:
     to_stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     to_stderr.addFilter(lambda record: not record.name.startswith(QUIET_LOGGERS))
     logging.basicConfig(level=logging.INFO, handlers=[to_file, to_stderr])
+    for chatty in ("httpx", "httpx2"):   # a line for every liveliness probe, each second: noise and idle CPU
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def run_drill_command(name: str | None, cfg: Config, console: Console) -> int:

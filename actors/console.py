@@ -83,4 +83,6 @@ class TransitionFeed(SupervisedActor):
         self._events.append(event)
         if not self._live:
             self._lines += 1
-            self._console.print(log_line(event), markup=False, highlight=False, emoji=False, soft_wrap=True)
+            # The line as it is, straight to the console's file: Rich's rendering costs more than the event.
+            self._console.file.write(log_line(event) + "\n")
+            self._console.file.flush()

@@ -10,11 +10,16 @@ False
 """
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
 import time
 from typing import Any
 
 import pykka
+
+# What ActorRef.ask puts in an inbox; ask_async puts one with a future of its own.
+from pykka._envelope import Envelope
 
 
 class ActorUnavailable(RuntimeError):
@@ -69,3 +74,51 @@ class Directory:
             if time.monotonic() >= deadline:
                 raise ActorUnavailable(f"no live actor named {name!r} within {timeout_s:g}s")
             time.sleep(0.002)
+
+    async def ask_async(self, name: str, message: Any, timeout_s: float = 10.0) -> Any:
+        """`ask` for a coroutine on the running loop: the answer comes back on the loop, so no thread waits
+        for it (the gateway's tools). Waits through a restart as `ask` does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            ref = self._refs.get(name)
+            if ref is not None and ref.is_alive():
+                answer = loop.create_future()
+                ref.actor_inbox.put(Envelope(message, reply_to=_AnswerOnLoop(loop, answer)))
+                try:
+                    async with asyncio.timeout_at(max(deadline, loop.time() + 0.001)):
+                        return await answer
+                except pykka.ActorDeadError:
+                    pass   # it stopped before handling the message: never handled, safe to send again
+                except TimeoutError:
+                    raise ActorUnavailable(f"{name} did not answer within {timeout_s:g}s") from None
+            if loop.time() >= deadline:
+                raise ActorUnavailable(f"no live actor named {name!r} within {timeout_s:g}s")
+            await asyncio.sleep(0.002)
+
+
+class _AnswerOnLoop(pykka.Future):
+    """The reply slot of one `ask_async`: the actor's thread sets it, the asking coroutine's loop gets it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, answer: asyncio.Future) -> None:
+        super().__init__()
+        self._loop, self._answer = loop, answer
+
+    def set(self, value: Any = None) -> None:
+        self._loop.call_soon_threadsafe(_settle, self._answer, value, None)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        error = (exc_info or sys.exc_info())[1]
+        self._loop.call_soon_threadsafe(_settle, self._answer, None, error)
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        raise NotImplementedError("an ask_async answer is awaited on its loop, never waited for")
+
+
+def _settle(answer: asyncio.Future, value: Any, error: BaseException | None) -> None:
+    if answer.done():   # the asker gave up (timeout, cancelled)
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(value)

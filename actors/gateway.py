@@ -1,9 +1,9 @@
 """The Gateway: our MCP server (Streamable HTTP on loopback, bearer token) through which OpenClaw,
 other MCP clients and `supervisor.py send` reach the orchestrator.
 
-The HTTP server runs on the shared loop; each tool is a coroutine that asks the actors on a small
-thread pool, so no tool call ever blocks the loop. The actor itself owns the server's lifetime and
-wakes `get_task(wait_s=…)` callers when the StateStore announces a change.
+The HTTP server runs on the shared loop; each tool is a coroutine whose asks are answered on the loop
+(`Directory.ask_async`), so no tool call ever blocks the loop or a thread. The actor itself owns the server's
+lifetime and hands the StateStore's announcements to `get_task(wait_s=…)` / `submit_task(wait_s=…)` callers.
 
 From any MCP client, with `Authorization: Bearer $OMNI_GATEWAY_TOKEN`:
 
@@ -11,7 +11,9 @@ From any MCP client, with `Authorization: Bearer $OMNI_GATEWAY_TOKEN`:
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,7 @@ class Gateway(SupervisedActor):
         self._config = gateway
         self._token = token
         self._home = home
-        self._pool = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="gateway-ask")
-        self._tools = GatewayTools(context.directory, self._pool, kinds, executors, models, im)
+        self._tools = GatewayTools(context.directory, kinds, executors, models, im)
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""
@@ -48,23 +49,24 @@ class Gateway(SupervisedActor):
         self.url = f"http://{host}:{port}{self._config.path}"
         app = BearerAuth(self._tools.server.streamable_http_app(streamable_http_path=self._config.path,
                                                                  host=self._config.host), self._token)
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        self._server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
         self._serving = self.loop.submit(self._server.serve(sockets=[listener]))
-        (self._home / URL_FILE).write_text(self.url + "\n")
+        written = self._home / f"{URL_FILE}.{os.getpid()}"   # then renamed: a reader never sees it half-written
+        written.write_text(self.url + "\n")
+        written.replace(self._home / URL_FILE)
 
     def release(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
+            self.loop.loop.call_soon_threadsafe(self._server.stop)
             try:
                 self._serving.result(timeout=5)
             except Exception:
                 pass
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case TaskChanged(task=task) if task.task_id in self._tools.waiting:
-                self.loop.loop.call_soon_threadsafe(self._tools.wake, task.task_id)
+            case TaskChanged(task=task) if task.is_terminal or task.task_id in self._tools.waiting:
+                self.loop.loop.call_soon_threadsafe(self._tools.wake, task)
             case TaskChanged():
                 pass
             case ModeChanged(mode=mode):
@@ -74,6 +76,31 @@ class Gateway(SupervisedActor):
 
     def snapshot(self) -> dict[str, Any]:
         return {"url": self.url, "waiting_callers": len(self._tools.waiting)}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus its wake-up ten times a second to see whether it should exit: `stop()` wakes
+    it, and it ticks once a second only to refresh its Date header (most of an idle gateway's CPU)."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self._stopping: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._stopping = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000   # on_tick refreshes the Date header when counter % 10 == 0
+            try:
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        """On the loop: exit now."""
+        self.should_exit = True
+        if self._stopping is not None:
+            self._stopping.set()
 
 
 def read_gateway_url(home: Path) -> str:

@@ -8,10 +8,10 @@ A task's text is at most `DESCRIPTION_LIMIT` characters; `list_tasks` shows the 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from mcp.server import MCPServer
@@ -33,6 +33,7 @@ TIERS = ("P1", "P2")
 MAX_WAIT_S = 300.0
 MAX_LIST = 500
 LIST_PREVIEW = 300                   # characters of a description, result or error in `list_tasks`
+SETTLED_KEPT = 4096                  # finished tasks remembered for a waiter that registers just after the news
 
 
 def arguments_of(kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -40,7 +41,8 @@ def arguments_of(kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     task_id = Integer(1, MAX_TASK_ID, required=True)
     return {
         "submit_task": {"description": Text(DESCRIPTION_LIMIT, required=True), "kind": Choice(kinds),
-                        "sender": Text(KEY_LIMIT), "tier": Choice(TIERS), "idempotency_key": Text(KEY_LIMIT)},
+                        "sender": Text(KEY_LIMIT), "tier": Choice(TIERS), "idempotency_key": Text(KEY_LIMIT),
+                        "wait_s": Number(0, MAX_WAIT_S)},
         "get_task": {"task_id": task_id, "wait_s": Number(0, MAX_WAIT_S)},
         "list_tasks": {"state": Choice(tuple(TaskState)), "limit": Integer(1, MAX_LIST)},
         "cancel_task": {"task_id": task_id},
@@ -51,15 +53,22 @@ def arguments_of(kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     }
 
 
+@dataclass(eq=False, slots=True)
+class _Watch:
+    """One caller waiting for a task: woken with each view of it the StateStore announces."""
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    view: Any = None
+
+
 class GatewayTools:
-    def __init__(self, directory: Directory, pool: concurrent.futures.Executor, kinds: tuple[str, ...],
-                 executors: tuple[str, ...], models: bool = False, im: ImConfig | None = None):
+    def __init__(self, directory: Directory, kinds: tuple[str, ...], executors: tuple[str, ...],
+                 models: bool = False, im: ImConfig | None = None):
         self._directory = directory
         self._models = models
         self.mode = "normal"          # kept current by the Gateway actor (ModeChanged)
-        self._pool = pool
         self._executors = executors
-        self.waiting: dict[int, list[asyncio.Event]] = {}
+        self.waiting: dict[int, list[_Watch]] = {}
+        self._settled: OrderedDict[int, Any] = OrderedDict()   # task → its finished view, newest last
         specs = arguments_of(kinds)
         tools = [CheckedTool.of(tool, specs[tool.__name__]) for tool in (
             self.submit_task, self.get_task, self.list_tasks, self.cancel_task, self.system_status,
@@ -71,34 +80,34 @@ class GatewayTools:
 
     # --- the tools -------------------------------------------------------------------------------------------
     async def submit_task(self, description: str, kind: str | None = None, sender: str | None = None,
-                          tier: str | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Create a task (`description`: at most 20,000 characters). `kind` (optional) overrides the routing
-        rules; `sender` says who asked; `tier` P2 asks for the paid model tier (granted only within budget).
-        `idempotency_key`: a retry with the same key answers the task created the first time, across restarts."""
+                          tier: str | None = None, idempotency_key: str | None = None,
+                          wait_s: float | None = None) -> dict[str, Any]:
+        """Create a task (`description`: at most 20,000 characters); it is stored before this answers.
+        `kind` (optional) overrides the routing rules; `sender` says who asked; `tier` P2 asks for the paid
+        model tier (granted only within budget). `idempotency_key`: a retry with the same key answers the task
+        created the first time, across restarts. `wait_s` (at most 300): also wait up to that many seconds for
+        the task to finish, and answer the task as `get_task` does (one call instead of submit, then get_task)."""
         key = None if idempotency_key is None else f"mcp:{idempotency_key}"
         try:
             task = await self._ask(STORE, CreateTask(description.strip(), kind=kind, sender=sender, source="mcp",
                                                      tier=tier, idempotency_key=key))
         except KeyReused as reused:
             raise ToolError(f"'idempotency_key' {reused}") from None
+        answer = {"task_id": task.task_id, "state": task.state}
         if self.mode == "brainstem":   # the cloud is down: say so, in the brainstem's words
-            return {"task_id": task.task_id, "state": task.state,
-                    "note": await self._ask("brainstem", ReplyWhileDown(description), timeout_s=30)}
-        return {"task_id": task.task_id, "state": task.state}
+            answer["note"] = await self._ask("brainstem", ReplyWhileDown(description), timeout_s=30)
+        if wait_s is None:
+            return answer
+        with self._watching(task.task_id) as watch:   # news since the answer above is in `_settled` or comes
+            task = await self._wait_until_finished(task, watch, time.monotonic() + wait_s)
+        return {**_public(task), **({"note": answer["note"]} if "note" in answer else {})}
 
     async def get_task(self, task_id: int, wait_s: float = 0.0) -> dict[str, Any]:
         """One task. With `wait_s` > 0, wait up to that many seconds (at most 300) for it to finish."""
         deadline = time.monotonic() + wait_s
-        while True:
-            with self._watching(task_id) as changed:   # watch first, then read: no change slips between
-                task = await self._task(task_id)
-                remaining = deadline - time.monotonic()
-                if task.is_terminal or remaining <= 0:
-                    return _public(task)
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    pass
+        with self._watching(task_id) as watch:   # watch first, then read: no change slips between
+            task = await self._task(task_id)
+            return _public(await self._wait_until_finished(task, watch, deadline))
 
     async def list_tasks(self, state: str | None = None, limit: int = 50) -> dict[str, Any]:
         """The most recent tasks (at most 500), optionally only those in `state`. Texts longer than 300
@@ -147,9 +156,8 @@ class GatewayTools:
 
     # --- plumbing ------------------------------------------------------------------------------------------------
     async def _ask(self, name: str, message: Any, timeout_s: float = 10.0) -> Any:
-        call = functools.partial(self._directory.ask, name, message, timeout_s)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            return await self._directory.ask_async(name, message, timeout_s)
         except ActorUnavailable as unavailable:
             raise ToolError(f"the orchestrator is busy restarting a part: {unavailable}; try again") from None
 
@@ -159,22 +167,47 @@ class GatewayTools:
             raise ToolError(f"'task_id' {task_id} is not a known task")
         return task
 
+    @staticmethod
+    async def _wait_until_finished(task: Any, watch: _Watch, deadline: float) -> Any:
+        """The task once it has finished, or as last known at `deadline`: each announced view is newer news,
+        so no second read is needed."""
+        while True:
+            if watch.view is not None and watch.view.updated_at >= task.updated_at:
+                task = watch.view
+            remaining = deadline - time.monotonic()
+            if task.is_terminal or remaining <= 0:
+                return task
+            watch.event.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await watch.event.wait()
+            except TimeoutError:
+                pass
+
     @contextlib.contextmanager
-    def _watching(self, task_id: int) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self.waiting.setdefault(task_id, []).append(event)
+    def _watching(self, task_id: int) -> Iterator[_Watch]:
+        watch = _Watch(view=self._settled.get(task_id))
+        self.waiting.setdefault(task_id, []).append(watch)
         try:
-            yield event
+            yield watch
         finally:
-            events = self.waiting.get(task_id, [])
-            events.remove(event)
-            if not events:
+            watches = self.waiting.get(task_id, [])
+            watches.remove(watch)
+            if not watches:
                 self.waiting.pop(task_id, None)
 
-    def wake(self, task_id: int) -> None:
-        """Called on the loop when the StateStore announces a change to `task_id`."""
-        for event in self.waiting.get(task_id, []):
-            event.set()
+    def wake(self, task: Any) -> None:
+        """Called on the loop with each view the StateStore announces of a waited-for or finished task."""
+        if task.is_terminal:
+            self._settled[task.task_id] = task
+            self._settled.move_to_end(task.task_id)
+            if len(self._settled) > SETTLED_KEPT:
+                self._settled.popitem(last=False)
+        else:
+            self._settled.pop(task.task_id, None)   # /retry: it runs again
+        for watch in self.waiting.get(task.task_id, []):
+            watch.view = task
+            watch.event.set()
 
 
 def _public(task: Any, preview: int | None = None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from .budget import Budget, BudgetExceeded, day_start, month_start
 from .directory import ActorUnavailable
 from .journal import Journal
 from .model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
-                          call_via_proxy, probe_liveliness)
+                          call_via_proxy, needs_litellm, probe_liveliness)
 from .supervised import ChildContext, SupervisedActor, describe
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class LiteLLMGuard(SupervisedActor):
                              sum(month.get(t, {}).get("usd", 0.0) for t in paid),
                              sum(today.get(t, {}).get("calls", 0) for t in paid))
         self._client = self.loop.submit(_new_client()).result(timeout=10)
-        self.loop.loop.call_soon_threadsafe(self.loop.loop.run_in_executor, None, _warm_litellm)
+        if any(needs_litellm(tier) for tier in self._config.tiers.values()):
+            self.loop.loop.call_soon_threadsafe(self.loop.loop.run_in_executor, None, _warm_litellm)
         self.loop.tell_every(self._config.probe_interval_s, self.actor_ref, Probe())
         self.actor_ref.tell(Probe())
         self._learn_a_failed_start()
@@ -272,7 +273,7 @@ class LiteLLMGuard(SupervisedActor):
                                                      request.messages, request.max_tokens, timeout)
             except ProxyUnreachable as unreachable:
                 self._tell_self(ProbeResult(False, f"a call could not reach the proxy: {unreachable}"))
-        return "direct", await call_direct(tier, request.messages, request.max_tokens, timeout)
+        return "direct", await call_direct(self._client, tier, request.messages, request.max_tokens, timeout)
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -1,5 +1,10 @@
-"""One model call, over one route: through the LiteLLM proxy (HTTP) or directly with a backup key
-(the `litellm` library). Only the LiteLLMGuard uses these; it decides the route and the tier.
+"""One model call, over one route: through the LiteLLM proxy (HTTP) or directly with a backup key. Only the
+LiteLLMGuard uses these; it decides the route and the tier.
+
+Directly, a provider that speaks OpenAI's chat completions (`openai/…`, `openrouter/…` model ids: every
+shipped config) is called with plain HTTP, like the proxy: ready the moment the proxy dies, and without the
+`litellm` library in memory (~150 MB, ~1.7 s to import). Any other provider goes through `litellm`, which
+the guard then imports in the background at start. The cost is ours either way (`price`, from config).
 
 Errors are sorted into what the guard acts on: the proxy is unreachable (count it, retry direct),
 the tier is rate-limited (cool it down, try the next), the call timed out, or anything else.
@@ -74,9 +79,41 @@ async def call_via_proxy(client: httpx2.AsyncClient, url: str, key: str, tier: T
                   usd=float(cost) if cost not in (None, "", "None") else price(tier, tokens_in, tokens_out))
 
 
-async def call_direct(tier: TierConfig, messages: Sequence[Mapping[str, str]], max_tokens: int,
-                      timeout_s: float) -> Answer:
-    import litellm   # ~1.7 s to import: the guard warms it in the background at start
+OPENAI_COMPATIBLE = ("openai/", "openrouter/")   # litellm's prefixes for providers with OpenAI's API
+
+
+def needs_litellm(tier: TierConfig) -> bool:
+    """Whether this tier's direct calls go through the `litellm` library (a provider with its own API)."""
+    return not tier.direct_model.startswith(OPENAI_COMPATIBLE)
+
+
+async def call_direct(client: httpx2.AsyncClient, tier: TierConfig, messages: Sequence[Mapping[str, str]],
+                      max_tokens: int, timeout_s: float) -> Answer:
+    if needs_litellm(tier):
+        return await _call_direct_with_litellm(tier, messages, max_tokens, timeout_s)
+    headers = {"Authorization": f"Bearer {tier.backup_key}"} if tier.backup_key else {}
+    body = {"model": tier.direct_model.split("/", 1)[1], "messages": list(messages), "max_tokens": max_tokens}
+    try:
+        response = await client.post(f"{tier.direct_api_base}/chat/completions", json=body, headers=headers,
+                                     timeout=timeout_s)
+    except httpx2.TimeoutException:
+        raise CallTimedOut(f"no answer from {tier.direct_api_base} within {timeout_s:g}s") from None
+    except httpx2.TransportError as error:
+        raise CallFailed(f"direct call failed: {type(error).__name__}: {error}") from None
+    if response.status_code == 429:
+        raise RateLimited(f"{tier.name} rate-limited (direct)", _retry_after(response.headers.get("retry-after")))
+    if response.status_code >= 400:
+        raise CallFailed(f"direct call failed: HTTP {response.status_code}: {_error_message(response)}")
+    data = response.json()
+    usage = data.get("usage") or {}
+    tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return Answer(text=data["choices"][0]["message"].get("content") or "", model=tier.direct_model,
+                  tokens_in=tokens_in, tokens_out=tokens_out, usd=price(tier, tokens_in, tokens_out))
+
+
+async def _call_direct_with_litellm(tier: TierConfig, messages: Sequence[Mapping[str, str]], max_tokens: int,
+                                    timeout_s: float) -> Answer:
+    import litellm   # ~1.7 s to import: the guard warms it in the background at start when a tier needs it
 
     try:
         response = await litellm.acompletion(model=tier.direct_model, api_base=tier.direct_api_base,

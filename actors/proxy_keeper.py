@@ -79,10 +79,17 @@ class ProxyKeeper(SupervisedActor):
     def _read(self) -> None:
         if self._reading:
             return   # one at a time: a hanging proxy must not pile readings up
+        if self._steady():
+            return   # the guard probes it every second anyway: a steady proxy is read at the memory checks' pace
         self._reading = True
         generation = self._generation
         self._off_thread(lambda: proxy_status(self._config, self._home),
                          lambda status, error: ProxyRead(status or dict(NOT_READ), generation))
+
+    def _steady(self) -> bool:
+        """Answering at the last reading, taken less than a memory check's interval ago, and nothing running."""
+        return (self._action is None and self._status["answers"] is True and self._read_at is not None
+                and time.monotonic() - self._read_at < self._config.probe_interval_s * (CHECK_EVERY_PROBES - 0.5))
 
     def _took(self, reading: ProxyRead) -> None:
         if reading.generation != self._generation:

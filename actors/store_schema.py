@@ -86,6 +86,20 @@ class ImOutbound(_Row):
 
 MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState, ImInbound, ImOutbound)
 
+# The hot path of every task (create, read, move) as plain SQL on the models' tables: sqlite3 keeps these
+# statements prepared, where peewee would build each query anew (most of a move's cost). TASK_COLUMNS are
+# TaskView's fields in order (`id` is its `task_id`).
+TASK_COLUMNS = ("id", "description", "state", "kind", "executor", "tier", "attempts", "sender", "source", "result",
+                "error", "created_at", "updated_at", "idempotency_key")
+SELECT_TASK = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "id" = ?'
+SELECT_TASK_BY_KEY = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "idempotency_key" = ?'
+INSERT_TASK = (f'INSERT INTO "task" ({", ".join(TASK_COLUMNS[1:])}) '
+               f'VALUES ({", ".join("?" for _ in TASK_COLUMNS[1:])})')
+UPDATE_TASK = ('UPDATE "task" SET "state" = ?, "kind" = ?, "executor" = ?, "tier" = ?, "attempts" = ?, "result" = ?, '
+               '"error" = ?, "updated_at" = ? WHERE "id" = ?')
+INSERT_EVENT = ('INSERT INTO "task_event" ("task_id", "at", "kind", "from_state", "to_state", "reason") '
+                'VALUES (?, ?, ?, ?, ?, ?)')
+
 
 def open_database(path: str) -> peewee.SqliteDatabase:
     database = peewee.SqliteDatabase(path, pragmas=PRAGMAS)

@@ -5,7 +5,8 @@ One run measures, against a real `supervisor.py` subprocess on loopback:
 - the floor: a raw MCP `call_tool` to the sandbox `general` executor over stdio, and a raw
   `list_tasks(limit=1)` call to our gateway over Streamable HTTP (sequential p50/p99, calls/s
   with 8 concurrent callers);
-- end to end: no-op tasks submitted through the gateway until `completed`, one submitter and
+- end to end: no-op tasks submitted through the gateway until `completed` (`submit_task` with `wait_s`:
+  one call a task), one submitter and
   eight concurrent submitters.
 
 It prints figures and the ratios the targets are about; it never asserts a target (exit 0).

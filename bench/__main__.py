@@ -1,13 +1,16 @@
-"""`python -m bench [spine|litellm|brainstem|all] [--quick] [--keep]`: print the figures.
+"""`python -m bench [core|spine|rest|litellm|brainstem|chaos|all] [--quick] [--keep]`: print the figures.
 
-- `spine` (the default): the floor and no-op tasks end to end, against a real supervisor.py.
+- `core` (the default): `spine`, then `rest`.
+- `spine`: the floor and no-op tasks end to end, against a real supervisor.py, with the CPU each task cost.
+- `rest`: the sandbox without demo traffic: start to the gateway answering, the supervisor's RSS, idle CPU
+  (bench/_sandbox.py).
 - `litellm`: per-call overhead of the model route and failover after SIGKILL of the LiteLLM proxy
   (bench/_litellm.py).
 - `brainstem`: the local model's cold load, memory and generation, and cloud-outage timings (suspend,
   resume) in an in-process tree with a real LiteLLM proxy (bench/_brainstem.py).
 - `chaos`: tasks submitted by retrying clients while the supervisor is SIGKILLed again and again: how many
   were duplicated or lost, with idempotency keys and without (bench/_chaos.py).
-- `all`: spine, litellm and brainstem, in that order.
+- `all`: spine, rest, litellm and brainstem, in that order.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 from ._orchestrator import Orchestrator
 from ._probes import end_to_end, gateway_floor, stdio_floor, wait_ready
-from ._stats import Figure, table
+from ._stats import Figure, cpu_per_op_ms, table
 
 CONCURRENCY = 8
 
@@ -43,7 +46,8 @@ QUICK = Plan(stdio_seq=50, stdio_each=10, gateway_seq=30, gateway_each=10, e2e_s
 
 def machine() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"machine: nproc={cpus}, Python {platform.python_version()} ({platform.python_implementation()}), "
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"machine: nproc={cpus}, load average {load} (the machine may be shared), Python {platform.python_version()} ({platform.python_implementation()}), "
             f"{platform.system()} {platform.machine()}")
 
 
@@ -53,8 +57,9 @@ async def measure(orchestrator: Orchestrator, plan: Plan) -> dict[str, Figure]:
     figures = [*await stdio_floor(plan.stdio_seq, plan.stdio_each, CONCURRENCY),
                *await gateway_floor(orchestrator.url, orchestrator.token, plan.gateway_seq, plan.gateway_each,
                                     CONCURRENCY),
-               *await end_to_end(orchestrator.url, orchestrator.token, plan.e2e_seq, plan.e2e_each, CONCURRENCY)]
-    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures, strict=True))
+               *await end_to_end(orchestrator.url, orchestrator.token, plan.e2e_seq, plan.e2e_each, CONCURRENCY,
+                                 orchestrator.cpu_seconds)]
+    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures))
 
 
 def verdicts(f: dict[str, Figure]) -> list[str]:
@@ -68,23 +73,35 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
          f["e2e_n"].rate / f["stdio_n"].rate, ">= 0.5", lambda v: v >= 0.5),
         (f"tasks/s with {CONCURRENCY} submitters", f["e2e_n"].rate, ">= 300", lambda v: v >= 300),
     ]
-    return [f"{label:<72} {value:>8.2f}   target {target:<8} {'met' if ok(value) else 'NOT met'}"
-            for label, value, target, ok in rows]
+    lines = [f"{label:<72} {value:>8.2f}   target {target:<8} {'met' if ok(value) else 'NOT met'}"
+             for label, value, target, ok in rows]
+    server_ms, client_ms = cpu_per_op_ms(f["e2e_n"])
+    lines.append(f"{f'CPU per task, {CONCURRENCY} submitters: orchestrator (supervisor + MCP servers) ms':<72} "
+                 f"{server_ms:>8.2f}   (the bench's own callers: {client_ms:.2f} ms)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench",
-                                     description="Measure and print the figures (never asserts a target).")
-    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "chaos", "all"), default="spine",
-                        help="spine (default): floor and no-op tasks end to end; litellm: model-route overhead "
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
+    parser.add_argument("which", nargs="?", choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "all"),
+                        default="core",
+                        help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
+                             "sandbox at rest (start time, RSS, idle CPU); litellm: model-route overhead "
                              "and proxy failover; brainstem: local model load/memory and outage timings; "
-                             "chaos: duplicates and losses under SIGKILLs; all: the first three")
+                             "chaos: duplicates and losses under SIGKILLs; all: spine, rest, litellm, brainstem")
     parser.add_argument("--quick", action="store_true", help="few iterations: a smoke check")
     parser.add_argument("--keep", action="store_true", help="keep the temp $OMNI_HOME (logs) and print its path")
     args = parser.parse_args(argv)
     status = 0
-    if args.which in ("spine", "all"):
+    if args.which in ("core", "spine", "all"):
         status = spine(args)
+    if args.which in ("core", "rest", "all"):
+        from ._sandbox import run as rest_bench
+        if args.which == "rest":
+            print(machine(), flush=True)
+        else:
+            print()
+        status = rest_bench(quick=args.quick, keep=args.keep) or status
     if args.which in ("litellm", "all"):
         from ._litellm import run as litellm_bench
         if args.which == "all":
@@ -119,7 +136,8 @@ def spine(args: argparse.Namespace) -> int:
     print(table(list(figures.values())))
     print()
     print("\n".join(verdicts(figures)))
-    print(f"\n({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.1f}s in all)")
+    print(f"\n({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.1f}s in all; "
+          f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     return 0
 
 if __name__ == "__main__":

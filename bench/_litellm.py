@@ -1,7 +1,7 @@
 """`python -m bench litellm [--quick] [--keep]`: the model route's costs, with a real LiteLLM proxy.
 
 1. Per-call overhead, sequential: (a) straight to the simulated upstream, (b) through a real LiteLLM proxy
-   (`call_via_proxy`), (c) direct mode (`call_direct`, the `litellm` library) — p50/p99, ratios to (a).
+   (`call_via_proxy`), (c) direct mode (`call_direct`: plain HTTP to an OpenAI-compatible provider) — p50/p99, ratios to (a).
 2. Failover: an in-process orchestrator tree under a steady stream of `Complete` asks from a few threads;
    each round SIGKILLs the proxy's process group and times (i) the first answer on the `direct` route and
    (ii) the guard's route turning `direct`; then the bench restarts the proxy itself (`restart_proxy`) and
@@ -63,9 +63,6 @@ async def _overhead_calls(plan: LitePlan, free_url: str, lite) -> list[Figure]:
 
     from actors.model_calls import call_direct, call_via_proxy
 
-    import litellm
-    litellm.suppress_debug_info = True
-    quiet_litellm()
     tier = lite.tiers["P1"]
     key = lite.proxy_key or "omni-proxy"
     body = {"model": "sandbox-free", "messages": list(HELLO), "max_tokens": MAX_TOKENS}
@@ -80,13 +77,13 @@ async def _overhead_calls(plan: LitePlan, free_url: str, lite) -> list[Figure]:
             return answer.text.startswith("[free]")
 
         async def direct() -> bool:
-            answer = await call_direct(tier, HELLO, MAX_TOKENS, CALL_TIMEOUT_S)
+            answer = await call_direct(client, tier, HELLO, MAX_TOKENS, CALL_TIMEOUT_S)
             return answer.text.startswith("[direct]")
 
         figures = []
         for name, op in (("(a) upstream straight (httpx2 POST)", upstream),
                          ("(b) via LiteLLM proxy (call_via_proxy)", via_proxy),
-                         ("(c) direct mode (call_direct, litellm lib)", direct)):
+                         ("(c) direct mode (call_direct)", direct)):
             await warm_up(op, plan.warmup)
             figures.append(await sequential(name, op, plan.calls))
         return figures

@@ -16,17 +16,19 @@ import yaml
 from config import EMBEDDED_DEFAULT, PROJECT_ROOT
 
 START_DEADLINE_S = 30.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 SLOTS = 16
 
 
 def bench_config() -> dict:
-    """config/sandbox.yaml without demo traffic or the model route, port 0, executors with 16 slots.
+    """config/sandbox.yaml without demo traffic, the model route or a real OpenClaw, port 0, executors with
+    16 slots (the `general` executor is the sandbox's stdio stand-in).
 
     The model route (LiteLLM proxy, simulated providers) is left out, as in the tests: a no-op task
     needs no model, and the proxy would add start-up time and a model call per unmatched task.
     """
     raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text(encoding="utf-8"))
-    for section in ("demo", "litellm", "providers", "api_keys"):
+    for section in ("demo", "litellm", "providers", "api_keys", "sandbox_openclaw"):
         raw.pop(section, None)
     raw["routing"]["classify_with_model"] = False
     raw["gateway"].update(port=0, generate_token=False)
@@ -101,6 +103,21 @@ class Orchestrator:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU so far of every live process in the supervisor's process group (it and the MCP
+        servers it spawned; Linux /proc)."""
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:     # pgrp: start_new_session made the supervisor its leader
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
 
     def summary(self) -> str:
         """How much it printed, and how many WARNING/ERROR lines its log has (surprises show up here)."""

@@ -6,6 +6,7 @@ Every probe is a coroutine `op()` that does one unit of work and returns True wh
 from __future__ import annotations
 
 import asyncio
+import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -45,17 +46,26 @@ async def sequential(name: str, op: Op, n: int) -> Figure:
     return figure
 
 
-async def concurrent(name: str, ops: list[Op], n_each: int) -> Figure:
-    """Each of `ops` (one per caller) run `n_each` times in its own task, all callers at once."""
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def concurrent(name: str, ops: list[Op], n_each: int, cpu: Callable[[], float] | None = None) -> Figure:
+    """Each of `ops` (one per caller) run `n_each` times in its own task, all callers at once. `cpu`: the
+    orchestrator's CPU seconds so far, read before and after (`figure.cpu_s`)."""
     figure = Figure(name)
 
     async def caller(op: Op) -> None:
         for _ in range(n_each):
             await _time_one(op, figure)
 
+    server0, client0 = (cpu() if cpu else float("nan")), own_cpu_seconds()
     with Stopwatch() as sw:
         await asyncio.gather(*(caller(op) for op in ops))
     figure.wall_s = sw.elapsed
+    figure.cpu_s = (cpu() if cpu else float("nan")) - server0
+    figure.client_cpu_s = own_cpu_seconds() - client0
     return figure
 
 
@@ -120,9 +130,10 @@ async def wait_ready(url: str, token: str) -> None:
 
 
 def noop_task_op(gateway: GatewaySession, misrouted: list[str]) -> Op:
-    """Submit a no-op task and long-poll it until it finishes; True when it completed on `general`."""
+    """Submit a no-op task and wait for it in the same call (`wait_s`), long-polling on if it has not
+    finished by then; True when it completed on `general`."""
     async def op() -> bool:
-        task = await gateway.call("submit_task", description=NOOP)
+        task = await gateway.call("submit_task", description=NOOP, wait_s=30)
         while task["state"] not in TERMINAL:
             task = await gateway.call("get_task", task_id=task["task_id"], wait_s=30)
         if task["executor"] != "general":
@@ -131,7 +142,8 @@ def noop_task_op(gateway: GatewaySession, misrouted: list[str]) -> Op:
     return op
 
 
-async def end_to_end(url: str, token: str, n_single: int, n_each: int, submitters: int) -> list[Figure]:
+async def end_to_end(url: str, token: str, n_single: int, n_each: int, submitters: int,
+                     cpu: Callable[[], float] | None = None) -> list[Figure]:
     """One submitter, then `submitters` submitters, each on its own gateway session."""
     misrouted: list[str] = []
     async with AsyncExitStack() as stack:
@@ -139,7 +151,7 @@ async def end_to_end(url: str, token: str, n_single: int, n_each: int, submitter
         ops = [noop_task_op(gateway, misrouted) for gateway in gateways]
         await warm_up(ops[0], 10)
         figures = [await sequential("e2e no-op task (1 submitter)", ops[0], n_single),
-                   await concurrent(f"e2e no-op task ({submitters} submitters)", ops, n_each)]
+                   await concurrent(f"e2e no-op task ({submitters} submitters)", ops, n_each, cpu)]
     if misrouted:
         figures[-1].note = f"{len(misrouted)} not on 'general' (e.g. {misrouted[0]})"
     return figures

@@ -23,6 +23,8 @@ class Figure:
     wall_s: float = 0.0
     failures: int = 0
     note: str = ""
+    cpu_s: float = float("nan")          # CPU the orchestrator (supervisor + its MCP servers) spent meanwhile
+    client_cpu_s: float = float("nan")   # CPU the bench's own callers spent meanwhile
 
     @property
     def p50_ms(self) -> float:
@@ -35,6 +37,12 @@ class Figure:
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.wall_s if self.wall_s else float("nan")
+
+
+def cpu_per_op_ms(figure: Figure) -> tuple[float, float]:
+    """(orchestrator, bench client) CPU milliseconds per successful operation of `figure`."""
+    done = len(figure.latencies) + figure.failures
+    return (figure.cpu_s / done * 1000, figure.client_cpu_s / done * 1000) if done else (float("nan"),) * 2
 
 
 class Stopwatch:

@@ -521,18 +521,8 @@ def start_providers(upstreams: dict[str, int], admin_port: int, ready_file: Path
     process's environment (put the keys' values there). The child's output goes to
     `<ready_file>.log`. The caller stops the process with `stop_providers`.
     """
-    ready_file = Path(ready_file)
-    ready_file.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "sandbox.providers", "--admin-port", str(admin_port),
-               "--ready-file", str(ready_file)]
-    for name, port in upstreams.items():
-        command += ["--upstream", f"{name}={port}"]
-    for name, env_var in (expect_keys or {}).items():
-        command += ["--expect-key", f"{name}={env_var}"]
-    log_path = ready_file.with_name(ready_file.name + ".log")
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
-                                   stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+    process = spawn_providers(upstreams, admin_port, ready_file, expect_keys, env)
+    ready_file, log_path = Path(ready_file), Path(ready_file).with_name(Path(ready_file).name + ".log")
     deadline = time.monotonic() + READY_DEADLINE_S
     while not ready_file.exists():
         if process.poll() is not None:
@@ -545,6 +535,24 @@ def start_providers(upstreams: dict[str, int], admin_port: int, ready_file: Path
                                f"{log_path.read_text(errors='replace')}")
         time.sleep(0.02)
     return process, json.loads(ready_file.read_text(encoding="utf-8"))
+
+
+def spawn_providers(upstreams: dict[str, int], admin_port: int, ready_file: Path,
+                    expect_keys: dict[str, str] | None = None,
+                    env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Spawn `python -m sandbox.providers` and return at once; `ready_file` appears once it listens."""
+    ready_file = Path(ready_file)
+    ready_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "sandbox.providers", "--admin-port", str(admin_port),
+               "--ready-file", str(ready_file)]
+    for name, port in upstreams.items():
+        command += ["--upstream", f"{name}={port}"]
+    for name, env_var in (expect_keys or {}).items():
+        command += ["--expect-key", f"{name}={env_var}"]
+    log_path = ready_file.with_name(ready_file.name + ".log")
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})},
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 

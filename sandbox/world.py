@@ -2,14 +2,22 @@
 with it, and restarted if the process dies. Its admin URL is in `$OMNI_HOME/providers.json`, for drills.
 It also makes the sandbox's brainstem model (a tiny random Qwen2, offline) when it is not there yet.
 
+Neither holds up the tree's start (the gateway answers sooner): the providers' process is spawned and its
+ready file read on the next check, and the model is made by a child process (`python -m sandbox.tiny_model`),
+so mlx never weighs on the supervisor's memory unless the brainstem loads it.
+
 `SandboxOpenClaw` is the sandbox's real OpenClaw gateway (config `sandbox_openclaw`, when OpenClaw is installed)."""
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from actors.supervised import ChildContext, SupervisedActor
+from config import PROJECT_ROOT
 from messages import Reconcile
 
 READY_FILE = "providers.json"
@@ -23,32 +31,53 @@ class SandboxProviders(SupervisedActor):
         self._home = home
         self._model_path = model_path
         self._process: subprocess.Popen | None = None
+        self._model_maker: subprocess.Popen | None = None
+        self._spawned_at = 0.0
         self.ready: dict[str, Any] = {}
 
     def started(self) -> None:
-        from .providers import start_providers
+        from .providers import spawn_providers
         upstreams = {name: port for name, port in self._ports.items() if name != "admin"}
-        self._process, self.ready = start_providers(upstreams, self._ports.get("admin", 0),
-                                                    self._home / READY_FILE)
+        self._process = spawn_providers(upstreams, self._ports.get("admin", 0), self._home / READY_FILE)
+        self._spawned_at = time.monotonic()
         self.loop.tell_every(CHECK_INTERVAL_S, self.actor_ref, Reconcile())
         if self._model_path and Path(self._model_path).parent == self._home / "models":
-            from .tiny_model import make_tiny_qwen2
-            make_tiny_qwen2(Path(self._model_path))   # ~1 s, once; a real install configures a real model
+            self._make_model(Path(self._model_path))
+
+    def _make_model(self, path: Path) -> None:
+        """~1 s, once; a real install configures a real model."""
+        from .tiny_model import is_complete
+        if not is_complete(path):
+            self._model_maker = subprocess.Popen([sys.executable, "-m", "sandbox.tiny_model", str(path)],
+                                                 cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def release(self) -> None:
         from .providers import stop_providers
         stop_providers(self._process)
+        stop_providers(self._model_maker)
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Reconcile() if self._process.poll() is not None:
-                raise RuntimeError(f"the simulated providers exited with code {self._process.returncode}")
             case Reconcile():
-                pass
+                self._check()
             case _:
                 return self.unhandled(message)
 
+    def _check(self) -> None:
+        from .providers import READY_DEADLINE_S
+        if self._process.poll() is not None:
+            raise RuntimeError(f"the simulated providers exited with code {self._process.returncode}")
+        if not self._read_ready() and time.monotonic() - self._spawned_at > READY_DEADLINE_S:
+            raise RuntimeError(f"the simulated providers were not ready within {READY_DEADLINE_S:g}s")
+
+    def _read_ready(self) -> dict[str, Any]:
+        if not self.ready and (self._home / READY_FILE).exists():   # written whole, once it listens
+            self.ready = json.loads((self._home / READY_FILE).read_text(encoding="utf-8"))
+        return self.ready
+
     def snapshot(self) -> dict[str, Any]:
+        self._read_ready()
         alive = self._process is not None and self._process.poll() is None
         return {"alive": alive, **self.ready}
 

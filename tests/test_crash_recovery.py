@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -43,6 +44,37 @@ def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_co
     assert all(task["attempts"] == expected[interrupted[task["task_id"]]] for task in tasks
                if interrupted[task["task_id"]] in expected), [(t["task_id"], t["attempts"]) for t in tasks]
     assert second.stop() == 0, "a SIGTERM stops the tree in order and exits 0"
+
+
+def test_every_task_the_gateway_acknowledged_is_on_disk_when_sigkilled_mid_burst(write_config, supervisor_process,
+                                                                                 omni_home):
+    """Eight clients submit as fast as they can (the StateStore commits their writes in groups); the process is
+    SIGKILLed while submissions are in flight. Every acknowledged task is in the database, with its text."""
+    first = supervisor_process(write_config())
+    acknowledged: dict[int, str] = {}
+    enough = asyncio.Event()
+
+    async def client(url, n):
+        async with GatewaySession(url, TOKEN) as gateway:
+            for i in range(10_000):
+                text = f"burst {n}.{i}"
+                task = await gateway.call("submit_task", description=text)
+                acknowledged[task["task_id"]] = text
+                if len(acknowledged) >= 200:
+                    enough.set()
+
+    async def burst(url):
+        clients = [asyncio.create_task(client(url, n)) for n in range(8)]
+        await enough.wait()
+        first.kill()          # mid-flight: the other clients are between a request and its answer
+        await asyncio.gather(*clients, return_exceptions=True)
+
+    asyncio.run(burst(first.url))
+    with sqlite3.connect(omni_home / "omni.db") as db:
+        stored = dict(db.execute("select id, description from task"))
+    assert len(acknowledged) >= 200
+    missing = {task_id: text for task_id, text in acknowledged.items() if stored.get(task_id) != text}
+    assert not missing, f"{len(missing)} acknowledged tasks are not on disk, e.g. {next(iter(missing.items()))}"
 
 
 def test_a_bad_config_stops_start_up_with_a_clear_error(omni_home, tmp_path):

@@ -21,7 +21,7 @@ VALID = {   # one good call per tool, with no lasting effect but a task or two
     "list_tasks": {"state": "completed", "limit": 5},
     "cost_report": {"period": "week"},
     "system_status": {},
-    "submit_task": {"description": "fuzz chore", "kind": "general", "sender": "cli:fuzz", "tier": "P1"},
+    "submit_task": {"description": "fuzz chore", "kind": "general", "sender": "cli:fuzz", "tier": "P1", "wait_s": 0},
 }
 OPTIONAL_TASK_ID_TOOLS = ("get_task", "cancel_task")
 WRONG_VALUES = [True, False, 1.5, 1e21, 2**63, -1, 0, "", "   ", "x" * 300_000, [1], {"a": 1}, "雲端", "12", 7]
@@ -93,7 +93,7 @@ REFUSALS = [
      "cancel_task: 'task_id': expected a whole number from 1 to 9223372036854775807, got 1e+21 (a number)"),
     ("submit_task", {"description": "x", "priority": -1},
      "submit_task: unknown argument 'priority' (the arguments are: description, kind, sender, tier, "
-     "idempotency_key)"),
+     "idempotency_key, wait_s)"),
     ("list_tasks", {"雲端": 1},
      "list_tasks: unknown argument '雲端' (the arguments are: state, limit)"),
     ("get_task", {}, "get_task: 'task_id' is required: a whole number from 1 to 9223372036854775807"),

@@ -39,6 +39,25 @@ def test_tasks_complete_on_the_executor_their_text_routes_them_to(write_config, 
                      ("executing", "completed")]
 
 
+def test_submit_task_with_wait_s_answers_the_finished_task_in_one_call(write_config, start_tree):
+    tree = start_tree(write_config())
+
+    async def scenario():
+        async with GatewaySession(tree.url, TOKEN) as gateway:
+            done = await asyncio.gather(*(gateway.call("submit_task", description=f"chore {n}", wait_s=20)
+                                          for n in range(20)))
+            slow = await gateway.call("submit_task", description="long report [sleep=3]", wait_s=0.2)
+            failed = await gateway.call("submit_task", description="book a flight [fail]", wait_s=20)
+            return done, slow, failed, await gateway.call("get_task", task_id=slow["task_id"])
+
+    done, slow, failed, slow_now = run(scenario())
+    assert [(task["state"], task["executor"]) for task in done] == [("completed", "general")] * 20
+    assert [task["result"].startswith(f"general done: chore {n}") for n, task in enumerate(done)] == [True] * 20
+    assert len({task["task_id"] for task in done}) == 20
+    assert slow["state"] in ("idle", "dispatching", "executing") and slow_now["task_id"] == slow["task_id"]
+    assert (failed["state"], failed["executor"]) == ("failed", "general") and failed["error"]
+
+
 def test_progress_is_recorded_as_task_events(write_config, start_tree):
     tree = start_tree(write_config())
 
