@@ -154,7 +154,7 @@ class StateStore(SupervisedActor):
             self._news.clear()
             outcomes = [self._alone(envelope.message) for envelope in group]
         self._tell_news()
-        for envelope, (answer, error) in zip(group[1:], outcomes[1:]):
+        for envelope, (answer, error) in zip(group[1:], outcomes[1:], strict=True):
             if error is None:
                 envelope.reply_to.set(answer)
             else:

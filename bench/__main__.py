@@ -47,7 +47,8 @@ QUICK = Plan(stdio_seq=50, stdio_each=10, gateway_seq=30, gateway_each=10, e2e_s
 def machine() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: nproc={cpus}, load average {load} (the machine may be shared), Python {platform.python_version()} ({platform.python_implementation()}), "
+    return (f"machine: nproc={cpus}, load average {load} (the machine may be shared), "
+            f"Python {platform.python_version()} ({platform.python_implementation()}), "
             f"{platform.system()} {platform.machine()}")
 
 
@@ -59,7 +60,7 @@ async def measure(orchestrator: Orchestrator, plan: Plan) -> dict[str, Figure]:
                                     CONCURRENCY),
                *await end_to_end(orchestrator.url, orchestrator.token, plan.e2e_seq, plan.e2e_each, CONCURRENCY,
                                  orchestrator.cpu_seconds)]
-    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures))
+    return dict(zip(("stdio", "stdio_n", "gateway", "gateway_n", "e2e", "e2e_n"), figures, strict=True))
 
 
 def verdicts(f: dict[str, Figure]) -> list[str]:
@@ -82,7 +83,8 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="Measure and print the figures (never asserts a target).")
     parser.add_argument("which", nargs="?", choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "all"),
                         default="core",
                         help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
@@ -135,7 +137,7 @@ def spine(args: argparse.Namespace) -> int:
     print()
     print(table(list(figures.values())))
     print()
-    print("\n".join(verdicts(figures)))
+    print("\n".join(verdicts(figures, strict=True)))
     print(f"\n({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.1f}s in all; "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     return 0

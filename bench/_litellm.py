@@ -1,7 +1,8 @@
 """`python -m bench litellm [--quick] [--keep]`: the model route's costs, with a real LiteLLM proxy.
 
 1. Per-call overhead, sequential: (a) straight to the simulated upstream, (b) through a real LiteLLM proxy
-   (`call_via_proxy`), (c) direct mode (`call_direct`: plain HTTP to an OpenAI-compatible provider) — p50/p99, ratios to (a).
+   (`call_via_proxy`), (c) direct mode (`call_direct`: plain HTTP to an OpenAI-compatible provider) — p50/p99,
+   ratios to (a).
 2. Failover: an in-process orchestrator tree under a steady stream of `Complete` asks from a few threads;
    each round SIGKILLs the proxy's process group and times (i) the first answer on the `direct` route and
    (ii) the guard's route turning `direct`; then the bench restarts the proxy itself (`restart_proxy`) and
