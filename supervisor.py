@@ -27,6 +27,7 @@ from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, 
                     gateway_token)
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
+from dashboard import dashboard_source
 from surfaces.validate import report as validate_report
 
 SUBSCRIBERS = ("router", "gateway", "console", "system_mode", "openclaw_bridge")
@@ -67,7 +68,8 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
         ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),
         ChildSpec("gateway", lambda ctx: Gateway.start(ctx, cfg.gateway, token,
                                                        tuple(rule.kind for rule in cfg.routing.rules),
-                                                       tuple(cfg.executors), cfg.home, models, cfg.im)),
+                                                       tuple(cfg.executors), cfg.home, models, cfg.im,
+                                                       dashboard_source(cfg))),
         ChildSpec("console", lambda ctx: TransitionFeed.start(ctx, console)),
     ]
     if cfg.im.openclaw is not None:      # IM commands through OpenClaw's MCP bridge
