@@ -25,6 +25,7 @@ from rich.markup import escape
 from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor, Journal,
                     LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
                     gateway_token)
+from actors.budget_warden import BudgetWarden
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
 from dashboard import dashboard_source
@@ -49,7 +50,8 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
                                                                                       cfg.home)))
     if models and cfg.litellm.mode == "managed":
         specs.append(ChildSpec("litellm_proxy", lambda ctx: ProxyKeeper.start(ctx, cfg.litellm, cfg.home, journal)))
-    if models:
+    if models:   # before the guard, which tells it of every paid call
+        specs.append(ChildSpec("budget_warden", lambda ctx: BudgetWarden.start(ctx, cfg.budget, cfg.locale)))
         route_users = tuple(name for name, spec in cfg.executors.items() if spec.model_route)
         specs.append(ChildSpec("litellm_guard", lambda ctx: LiteLLMGuard.start(ctx, cfg.litellm, cfg.budget, journal,
                                                                                cfg.locale, route_users)))

@@ -12,6 +12,8 @@ TEXTS = {
     "litellm_repair_exhausted": "LiteLLM is still down and {count} repairs this hour did not help: staying on "
                                 "direct calls. Please have a look.",
     "paid_tier_started": "Today's first paid model call (P2): {reason}.",
+    "budget_warning_daily": "Budget warning: paid model spend today has reached {share}% of the daily cap (${spent} of ${cap}).",
+    "budget_warning_monthly": "Budget warning: paid model spend this month has reached {share}% of the monthly cap (${spent} of ${cap}).",
     "budget_exhausted": "The {period} budget for paid models (${cap:.2f}) is used up: paid calls are refused "
                         "until it resets; free calls go on.",
     # --- IM commands (surfaces/commands.py) -----------------------------------------------------------------
