@@ -15,8 +15,12 @@ import pytest
 from actors.store_schema import CostEntry, SystemEvent, Task, TaskEvent, open_database
 from messages import Introspect, RecordCost
 
+from surfaces.live_console import gather, render_costs
+
 from .chromium import HeadlessChromium
 from .conftest import TOKEN
+from .test_im_commands import GatewayChat
+from .test_live_console import text_of
 
 def midnight(days_ago: int) -> float:
     day = datetime.date.today() - datetime.timedelta(days=days_ago)
@@ -148,3 +152,12 @@ def test_without_the_token_the_page_and_its_figures_are_refused(dashboard_tree, 
     assert status == 400 and "'days': expected a whole number of days from 1 to 366" in body
     mcp_status, _ = get(tree.url)
     assert mcp_status == 401, "the MCP endpoint still demands the bearer header"
+
+
+def test_cost_and_the_console_print_the_dashboard_url_never_the_token(dashboard_tree):
+    tree, url = dashboard_tree
+    reply = GatewayChat(tree.url, sender="cli:me").ask("/cost")
+    assert reply.endswith(f"Plots: {url} (log in once with ?token= and the gateway token).")
+    assert TOKEN not in reply
+    panel = text_of(render_costs(gather(tree.directory)))
+    assert f"plots: {url}?token=…" in panel.replace("\n", "") and TOKEN not in panel

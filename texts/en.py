@@ -64,6 +64,7 @@ TEXTS = {
     "im_cost_none": "no model calls",
     "im_cost_total": "Total: ${usd:.4f}",
     "im_cost_budget": "Paid budget: ${today:.2f} of ${daily:.2f} today, ${month:.2f} of ${monthly:.2f} this month.",
+    "im_cost_dashboard": "Plots: {url} (log in once with ?token= and the gateway token).",
     "period_today": "today",
     "period_week": "over the last 7 days",
     "period_month": "this month",

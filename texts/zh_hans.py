@@ -60,6 +60,7 @@ TEXTS = {
     "im_cost_none": "没有模型调用",
     "im_cost_total": "合计：${usd:.4f}",
     "im_cost_budget": "付费预算：今日 ${today:.2f} / ${daily:.2f}，本月 ${month:.2f} / ${monthly:.2f}。",
+    "im_cost_dashboard": "图表：{url}（首次打开请加上 ?token= 与 gateway 的 token）。",
     "period_today": "今日",
     "period_week": "最近 7 天",
     "period_month": "本月",

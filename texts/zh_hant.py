@@ -60,6 +60,7 @@ TEXTS = {
     "im_cost_none": "沒有模型調用",
     "im_cost_total": "合計：${usd:.4f}",
     "im_cost_budget": "付費預算：今日 ${today:.2f} / ${daily:.2f}，本月 ${month:.2f} / ${monthly:.2f}。",
+    "im_cost_dashboard": "圖表：{url}（首次開啟請加上 ?token= 與 gateway 的 token）。",
     "period_today": "今日",
     "period_week": "最近 7 天",
     "period_month": "本月",
