@@ -7,6 +7,8 @@
   resume) in an in-process tree with a real LiteLLM proxy (bench/_brainstem.py).
 - `chaos`: tasks submitted by retrying clients while the supervisor is SIGKILLed again and again: how many
   were duplicated or lost, with idempotency keys and without (bench/_chaos.py).
+- `dashboard`: reading the cost dashboard's figures over 90 busy days, and a store write while it reads
+  (bench/_dashboard.py).
 - `all`: spine, litellm and brainstem, in that order.
 """
 from __future__ import annotations
@@ -74,7 +76,7 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Measure and print the figures (never asserts a target).")
-    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "chaos", "all"), default="spine",
+    parser.add_argument("which", nargs="?", choices=("spine", "litellm", "brainstem", "chaos", "dashboard", "all"), default="spine",
                         help="spine (default): floor and no-op tasks end to end; litellm: model-route overhead "
                              "and proxy failover; brainstem: local model load/memory and outage timings; "
                              "chaos: duplicates and losses under SIGKILLs; all: the first three")
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(machine(), flush=True)
         status = brainstem_bench(quick=args.quick, keep=args.keep) or status
+    if args.which == "dashboard":
+        from ._dashboard import run as dashboard_bench
+        print(machine(), flush=True)
+        status = dashboard_bench(quick=args.quick)
     if args.which == "chaos":
         from ._chaos import run as chaos_bench
         print(machine(), flush=True)
