@@ -34,6 +34,7 @@ MAX_DAYS = 366
 HERE = Path(__file__).parent
 FILES = {f"{PATH}/chart.umd.min.js": HERE / "static" / "chart.umd.min.js",   # Chart.js 4.6.1, vendored (MIT)
          f"{PATH}/page.js": HERE / "page.js", f"{PATH}/page.css": HERE / "page.css"}
+CHART_JS_SHA256 = "87364cc2b2a76a6684929e7d6b80b18a897794db38400caff1fcf1791c6925d2"   # npm chart.js@4.6.1
 HEADERS = {"cache-control": "no-store", "x-frame-options": "DENY", "referrer-policy": "no-referrer",
            "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
 

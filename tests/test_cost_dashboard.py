@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -161,3 +162,8 @@ def test_cost_and_the_console_print_the_dashboard_url_never_the_token(dashboard_
     assert TOKEN not in reply
     panel = text_of(render_costs(gather(tree.directory)))
     assert f"plots: {url}?token=…" in panel.replace("\n", "") and TOKEN not in panel
+
+
+def test_the_vendored_chart_js_is_the_pinned_release():
+    from dashboard.web import CHART_JS_SHA256, FILES
+    assert hashlib.sha256(FILES["/dashboard/chart.umd.min.js"].read_bytes()).hexdigest() == CHART_JS_SHA256
