@@ -17,7 +17,7 @@ export OMNI_CACHE
 # claude-agent-sdk and the Claude CLI it bundles, for the coder executor (requirements-claude.lock, hashes), in
 # $(OMNI_CACHE)/claude-agent-sdk-<version>: ~390 MB that `make run` on the sandbox does not need.
 
-.PHONY: setup openclaw claude run lint test test-fast bench lock clean
+.PHONY: setup openclaw claude chromium run lint test test-fast bench lock clean
 
 setup: $(STAMP) $(LITELLM_STAMP)
 
@@ -37,6 +37,11 @@ openclaw:
 claude: $(STAMP)
 	$(PY) -m mcp_servers.claude_sdk install
 
+# Headless Chromium for the dashboard's browser tests: Debian's package, installed when missing (CI runs as root).
+chromium:
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 || { echo "make chromium: run as root, or: sudo apt-get install -y chromium" >&2; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-noto-cjk; }
+
 run: setup
 	$(PY) supervisor.py $(ARGS)
 
@@ -45,7 +50,7 @@ lint: setup
 
 # Everything: lint, the docstring examples, the unit tests and the slow ones (processes, trees, the real
 # LiteLLM proxy and OpenClaw).
-test: lint openclaw claude
+test: lint openclaw claude chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint, the docstring examples and the unit tests: seconds, no OpenClaw install needed.

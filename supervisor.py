@@ -26,8 +26,10 @@ from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, 
                     Journal,
                     LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
                     gateway_token)
+from actors.budget_warden import BudgetWarden
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
+from dashboard import dashboard_source
 from surfaces.validate import report as validate_report
 
 SUBSCRIBERS = ("router", "gateway", "console", "system_mode", "openclaw_bridge")
@@ -49,7 +51,8 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
                                                                                       cfg.home)))
     if models and cfg.litellm.mode == "managed":
         specs.append(ChildSpec("litellm_proxy", lambda ctx: ProxyKeeper.start(ctx, cfg.litellm, cfg.home, journal)))
-    if models:
+    if models:   # before the guard, which tells it of every paid call
+        specs.append(ChildSpec("budget_warden", lambda ctx: BudgetWarden.start(ctx, cfg.budget, cfg.locale)))
         route_users = tuple(name for name, spec in cfg.executors.items() if spec.model_route)
         specs.append(ChildSpec("litellm_guard", lambda ctx: LiteLLMGuard.start(ctx, cfg.litellm, cfg.budget, journal,
                                                                                cfg.locale, route_users)))
@@ -68,7 +71,8 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
         ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),
         ChildSpec("gateway", lambda ctx: Gateway.start(ctx, cfg.gateway, token,
                                                        tuple(rule.kind for rule in cfg.routing.rules),
-                                                       tuple(cfg.executors), cfg.home, models, cfg.im)),
+                                                       tuple(cfg.executors), cfg.home, models, cfg.im,
+                                                       dashboard_source(cfg))),
         ChildSpec("console", lambda ctx: TransitionFeed.start(ctx, console)),
     ]
     if cfg.im.openclaw is not None:      # IM commands through OpenClaw's MCP bridge

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from config import GatewayConfig
+from dashboard import DashboardApp, DashboardSource, dashboard_url
 from config.schema import ImConfig
 from messages import ModeChanged, TaskChanged
 
@@ -33,8 +34,10 @@ URL_FILE = "gateway.url"
 
 class Gateway(SupervisedActor):
     def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],
-                 executors: tuple[str, ...], home: Path, models: bool = False, im: ImConfig | None = None):
+                 executors: tuple[str, ...], home: Path, models: bool = False, im: ImConfig | None = None,
+                 dashboard: DashboardSource | None = None):
         super().__init__(context)
+        self._dashboard = dashboard
         self._config = gateway
         self._token = token
         self._home = home
@@ -42,6 +45,7 @@ class Gateway(SupervisedActor):
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""
+        self.dashboard_url = ""
 
     def started(self) -> None:
         listener = socket.create_server((self._config.host, self._config.port), reuse_port=False)
@@ -49,6 +53,9 @@ class Gateway(SupervisedActor):
         self.url = f"http://{host}:{port}{self._config.path}"
         app = BearerAuth(self._tools.server.streamable_http_app(streamable_http_path=self._config.path,
                                                                  host=self._config.host), self._token)
+        if self._dashboard is not None:   # the cost page: same loopback port, same token
+            app = DashboardApp(app, self._token, self._dashboard)
+            self.dashboard_url = dashboard_url(self.url)
         self._server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
         self._serving = self.loop.submit(self._server.serve(sockets=[listener]))
         written = self._home / f"{URL_FILE}.{os.getpid()}"   # then renamed: a reader never sees it half-written
@@ -75,7 +82,7 @@ class Gateway(SupervisedActor):
                 return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"url": self.url, "waiting_callers": len(self._tools.waiting)}
+        return {"url": self.url, "dashboard_url": self.dashboard_url, "waiting_callers": len(self._tools.waiting)}
 
 
 class _Server(uvicorn.Server):

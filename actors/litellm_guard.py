@@ -32,6 +32,7 @@ from config import BudgetConfig, LiteLLMConfig, TierConfig
 from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown,
                       LiteLLMUp, Notice, Probe, ProbeResult, ProxyRestarting, RecordCost, RecordSystemEvent,
                       RouteChanged, SumCosts, TierChoice)
+from messages.budget import PaidSpendBooked
 from messages.models import LastStartFailure, ProxyDidNotStart, Route
 from texts import say
 
@@ -258,6 +259,13 @@ class LiteLLMGuard(SupervisedActor):
         self._calls[route] += 1
         self.directory.tell(STORE, RecordCost(request.task_id, tier.name, answer.model, route, answer.tokens_in,
                                               answer.tokens_out, usd, request.purpose))
+        if reservation:   # the warden tells when this brought spend to a warning share of a cap
+            spent = self.budget.snapshot()
+            self.directory.tell("budget_warden", PaidSpendBooked(request.task_id, spent["spent_today_usd"],
+                                                                 spent["spent_month_usd"], time.time()))
+        if tier.paid and notes:   # P1 refused within this call: a P1→P2 moment, and why (the dashboard plots it)
+            self.directory.tell(STORE, RecordSystemEvent("tier_fallback", f"P1 → {tier.name}: {notes[0]}",
+                                                         {"task_id": request.task_id, "purpose": request.purpose}))
         if first_paid:
             reason = notes[0] if notes else f"{request.purpose} asked for {tier.name}"
             self.directory.tell("system_mode", Notice("paid_tier_started",

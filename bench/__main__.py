@@ -10,6 +10,8 @@
   resume) in an in-process tree with a real LiteLLM proxy (bench/_brainstem.py).
 - `chaos`: tasks submitted by retrying clients while the supervisor is SIGKILLed again and again: how many
   were duplicated or lost, with idempotency keys and without (bench/_chaos.py).
+- `dashboard`: reading the cost dashboard's figures over 90 busy days, and a store write while it reads
+  (bench/_dashboard.py).
 - `all`: spine, rest, litellm and brainstem, in that order.
 """
 from __future__ import annotations
@@ -85,7 +87,8 @@ def verdicts(f: dict[str, Figure]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Measure and print the figures (never asserts a target).")
-    parser.add_argument("which", nargs="?", choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "all"),
+    parser.add_argument("which", nargs="?",
+                        choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "all"),
                         default="core",
                         help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
                              "sandbox at rest (start time, RSS, idle CPU); litellm: model-route overhead "
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(machine(), flush=True)
         status = brainstem_bench(quick=args.quick, keep=args.keep) or status
+    if args.which == "dashboard":
+        from ._dashboard import run as dashboard_bench
+        print(machine(), flush=True)
+        status = dashboard_bench(quick=args.quick)
     if args.which == "chaos":
         from ._chaos import run as chaos_bench
         print(machine(), flush=True)

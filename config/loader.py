@@ -155,7 +155,7 @@ SECTION_KEYS = {
     "gateway": {"host", "port", "path", "token_env", "generate_token"},
     "demo": {"interval_s", "tasks"},
     "api_keys": {"backup"},      # primary keys live with the proxy (litellm.env)
-    "budget": {"daily_usd", "monthly_usd", "paid_call_reserve_usd"},
+    "budget": {"daily_usd", "monthly_usd", "paid_call_reserve_usd", "warn_at", "operators"},
     "repair": {"executor_kind", "prompt", "max_per_hour", "backoff_initial_s", "verify_s", "log_lines"},
     "health": {"interval_s", "timeout_s", "timeouts_to_down", "brainstem_interval_s", "successes_to_up"},
     "brainstem": {"model_path", "max_tokens"},
@@ -348,7 +348,25 @@ def _budget(node: _Node) -> BudgetConfig:
     defaults = BudgetConfig()
     return BudgetConfig(daily_usd=node.amount("daily_usd", defaults.daily_usd),
                         monthly_usd=node.amount("monthly_usd", defaults.monthly_usd),
-                        paid_call_reserve_usd=node.amount("paid_call_reserve_usd", defaults.paid_call_reserve_usd))
+                        paid_call_reserve_usd=node.amount("paid_call_reserve_usd", defaults.paid_call_reserve_usd),
+                        warn_at=_warn_at(node, defaults.warn_at), operators=_operators(node))
+
+
+def _warn_at(node: _Node, default: tuple[float, ...]) -> tuple[float, ...]:
+    """`budget.warn_at`: shares of the caps, each above 0 and below 1 (the cap itself refuses; it warns not)."""
+    shares = node._get("warn_at", list(default), "a list of shares of the caps, each above 0 and below 1 "
+                       "(e.g. [0.8])", lambda v: isinstance(v, list) and all(
+                           _finite(s) and not isinstance(s, bool) and 0 < s < 1 for s in v))
+    return tuple(sorted(set(float(share) for share in shares)))
+
+
+def _operators(node: _Node) -> tuple[str, ...]:
+    senders = node.str_list("operators")
+    for i, sender in enumerate(senders):
+        if ":" not in sender or sender.startswith(":") or "*" in sender:
+            raise ConfigError(node.file, f"{node.key('operators')}[{i}]", "an IM sender as <channel>:<id> "
+                              "(telegram:4242)", node.shown("operators", i))
+    return tuple(senders)
 
 
 def _repair(node: _Node) -> RepairConfig:

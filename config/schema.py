@@ -160,6 +160,8 @@ class BudgetConfig:
     daily_usd: float = 1.0
     monthly_usd: float = 20.0
     paid_call_reserve_usd: float = 0.02    # held against the caps while a paid call runs
+    warn_at: tuple[float, ...] = (0.8,)    # shares of each cap at which a warning goes out, once per period
+    operators: tuple[str, ...] = ()        # IM senders told of every budget warning (besides console and journal)
 
 
 @dataclass(frozen=True, slots=True)

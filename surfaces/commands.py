@@ -202,6 +202,8 @@ class CommandInterpreter:
         if budget:
             lines.append(self._say("im_cost_budget", today=budget["spent_today_usd"], daily=budget["daily_cap_usd"],
                                    month=budget["spent_month_usd"], monthly=budget["monthly_cap_usd"]))
+        if url := (await self._ask("gateway", Introspect())).get("dashboard_url"):   # never the token itself
+            lines.append(self._say("im_cost_dashboard", url=url))
         return "\n".join(lines)
 
     async def _mode(self, argument: str, sender: str) -> str:

@@ -112,6 +112,7 @@ def gather(directory: Directory, config: str = "", started_at: float | None = No
         "tasks": tasks,
         "costs": {"today": _plain(answers["today"]), "month": _plain(answers["month"])},
         "budget": guard.get("budget") or {},
+        "dashboard_url": _plain(snapshots.get("gateway")).get("dashboard_url"),
         "events": sorted([*feed.get("events", []), *log_events], key=lambda e: e["at"])[-EVENTS_KEPT:],
     }
 
@@ -286,9 +287,11 @@ def render_costs(snapshot: dict[str, Any]) -> Panel:
             bar = ProgressBar(total=1 if full else cap, completed=1 if full else spent, complete_style="cyan",
                               finished_style="bold red")
             bars.add_row(label, bar, f"${spent:.2f} of ${cap:.2f} {_percent(spent, cap)}")
-    return Panel(Group(bars if budget else Text("no paid budget: no model route", "dim"),
-                       tiers if today or month else Text("no model calls this month", "dim")),
-                 title="Cost", title_align="left")
+    parts = [bars if budget else Text("no paid budget: no model route", "dim"),
+             tiers if today or month else Text("no model calls this month", "dim")]
+    if url := snapshot.get("dashboard_url"):   # the plots; a browser logs in once with ?token=<gateway token>
+        parts.append(Text(f"plots: {url}?token=…", "dim", overflow="fold"))
+    return Panel(Group(*parts), title="Cost", title_align="left")
 
 
 def _spend(tier: dict[str, Any] | None) -> str:

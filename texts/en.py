@@ -12,6 +12,10 @@ TEXTS = {
     "litellm_repair_exhausted": "LiteLLM is still down and {count} repairs this hour did not help: staying on "
                                 "direct calls. Please have a look.",
     "paid_tier_started": "Today's first paid model call (P2): {reason}.",
+    "budget_warning_daily": "Budget warning: paid model spend today has reached {share}% of the daily cap "
+                            "(${spent} of ${cap}).",
+    "budget_warning_monthly": "Budget warning: paid model spend this month has reached {share}% of the monthly cap "
+                              "(${spent} of ${cap}).",
     "budget_exhausted": "The {period} budget for paid models (${cap:.2f}) is used up: paid calls are refused "
                         "until it resets; free calls go on.",
     # --- IM commands (surfaces/commands.py) -----------------------------------------------------------------
@@ -62,6 +66,7 @@ TEXTS = {
     "im_cost_none": "no model calls",
     "im_cost_total": "Total: ${usd:.4f}",
     "im_cost_budget": "Paid budget: ${today:.2f} of ${daily:.2f} today, ${month:.2f} of ${monthly:.2f} this month.",
+    "im_cost_dashboard": "Plots: {url} (log in once with ?token= and the gateway token).",
     "period_today": "today",
     "period_week": "over the last 7 days",
     "period_month": "this month",

@@ -9,6 +9,8 @@ TEXTS = {
     "litellm_repair_failed": "LiteLLM 修复未成功（{detail}），继续以备用 Key 直连；{retry_in}后再次尝试修复。",
     "litellm_repair_exhausted": "LiteLLM 仍然故障，本小时内已修复 {count} 次未果，维持直连模式，请人工检查。",
     "paid_tier_started": "今日首次使用付费模型（P2）：{reason}。",
+    "budget_warning_daily": "预算提醒：今日付费模型花费已达每日上限的 {share}%（${spent} / ${cap}）。",
+    "budget_warning_monthly": "预算提醒：本月付费模型花费已达每月上限的 {share}%（${spent} / ${cap}）。",
     "budget_exhausted": "付费模型的{period}预算（${cap:.2f}）已用完：付费调用暂停至重置，免费调用照常。",
     # --- IM 指令（surfaces/commands.py） ----------------------------------------------------------------------
     "im_refused": "抱歉，{sender} 无权在此下达指令。（已记录）",
@@ -58,6 +60,7 @@ TEXTS = {
     "im_cost_none": "没有模型调用",
     "im_cost_total": "合计：${usd:.4f}",
     "im_cost_budget": "付费预算：今日 ${today:.2f} / ${daily:.2f}，本月 ${month:.2f} / ${monthly:.2f}。",
+    "im_cost_dashboard": "图表：{url}（首次打开请加上 ?token= 与 gateway 的 token）。",
     "period_today": "今日",
     "period_week": "最近 7 天",
     "period_month": "本月",

@@ -9,6 +9,8 @@ TEXTS = {
     "litellm_repair_failed": "LiteLLM 修復未成功（{detail}），繼續以備用 Key 直連；{retry_in}後再次嘗試修復。",
     "litellm_repair_exhausted": "LiteLLM 仍然故障，本小時內已修復 {count} 次未果，維持直連模式，請人工檢查。",
     "paid_tier_started": "今日首次使用付費模型（P2）：{reason}。",
+    "budget_warning_daily": "預算提醒：今日付費模型花費已達每日上限的 {share}%（${spent} / ${cap}）。",
+    "budget_warning_monthly": "預算提醒：本月付費模型花費已達每月上限的 {share}%（${spent} / ${cap}）。",
     "budget_exhausted": "付費模型的{period}預算（${cap:.2f}）已用完：付費調用暫停至重置，免費調用照常。",
     # --- IM 指令（surfaces/commands.py） ----------------------------------------------------------------------
     "im_refused": "抱歉，{sender} 無權在此下達指令。（已記錄）",
@@ -58,6 +60,7 @@ TEXTS = {
     "im_cost_none": "沒有模型調用",
     "im_cost_total": "合計：${usd:.4f}",
     "im_cost_budget": "付費預算：今日 ${today:.2f} / ${daily:.2f}，本月 ${month:.2f} / ${monthly:.2f}。",
+    "im_cost_dashboard": "圖表：{url}（首次開啟請加上 ?token= 與 gateway 的 token）。",
     "period_today": "今日",
     "period_week": "最近 7 天",
     "period_month": "本月",
