@@ -10,8 +10,8 @@ Once per period means durably: the shares already told for the current day and m
 StateStore (`actor_state`, owner `budget_warden`) before the warning goes out, so a restart never repeats
 one. Shares crossed together (a call from 40 % to 95 %) make one warning naming the highest.
 
->>> directory.tell("budget_warden", PaidSpendBooked(task_id=12, spent_today_usd=0.85, spent_month_usd=3.1,
-...                                                 at=time.time()))
+    directory.tell("budget_warden", PaidSpendBooked(task_id=12, spent_today_usd=0.85, spent_month_usd=3.1,
+                                                    at=time.time()))
 """
 from __future__ import annotations
 

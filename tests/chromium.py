@@ -3,10 +3,10 @@
 `--remote-debugging-pipe` speaks CDP as NUL-terminated JSON on file descriptors 3 (to Chromium) and 4 (from
 it): no WebSocket client to add, no port to find. One page target, attached in flat mode.
 
->>> with HeadlessChromium(tmp_path) as browser:
-...     browser.open("http://127.0.0.1:8765/dashboard?token=…")
-...     browser.wait_for("document.body.dataset.refreshes >= 1", 20, "the first figures")
-...     browser.screenshot(tmp_path / "page.png")
+    with HeadlessChromium(tmp_path) as browser:
+        browser.open("http://127.0.0.1:8765/dashboard?token=…")
+        browser.wait_for("document.body.dataset.refreshes >= 1", 20, "the first figures")
+        browser.screenshot(tmp_path / "page.png")
 """
 from __future__ import annotations
 
