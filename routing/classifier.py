@@ -100,6 +100,10 @@ class Classifier:
         return Verdict(kind, float(probabilities[best]), needs, self._features(vector, best),
                        self._neighbours(vector), scores)
 
+    def needs_for(self, text: str, kind: str) -> tuple[str, ...]:
+        """The needs of `text` as a task of `kind` (a kind the submitter or a rule gave)."""
+        return self._needs(self.vectorizer.transform([text]), kind)
+
     def _needs(self, vector: Any, kind: str) -> tuple[str, ...]:
         """Needs come with the kinds that have them: a general text that mentions a GPU needs none."""
         wanted = KIND_NEEDS.get(kind, ())
