@@ -7,6 +7,7 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory'
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CLASSIFIER := build/routing-classifier.pkl
 # The LiteLLM proxy runs from its own venv: litellm[proxy] pins rich<14 and its own web stack.
 LITELLM_VENV := .venv-litellm
 LITELLM_STAMP := $(LITELLM_VENV)/.installed
@@ -17,9 +18,15 @@ export OMNI_CACHE
 # claude-agent-sdk and the Claude CLI it bundles, for the coder executor (requirements-claude.lock, hashes), in
 # $(OMNI_CACHE)/claude-agent-sdk-<version>: ~390 MB that `make run` on the sandbox does not need.
 
-.PHONY: setup openclaw claude chromium run lint test test-fast bench lock clean
+.PHONY: setup openclaw classifier claude chromium run lint test test-fast bench lock clean
 
-setup: $(STAMP) $(LITELLM_STAMP)
+setup: $(STAMP) $(LITELLM_STAMP) $(CLASSIFIER)
+
+# The routing classifier, trained from the repo's labelled set (deterministic; rebuilt when the data changes).
+$(CLASSIFIER): $(STAMP) routing/data/train.jsonl routing/classifier.py
+	$(PY) -m routing build
+
+classifier: $(CLASSIFIER)
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -18,8 +18,9 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask,
+from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
                       Introspect, ListTasks, ReplyWhileDown, SumCosts, Transition)
+from routing.explain import latest_evidence
 from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn
 
 from .budget import PERIOD_STARTS as PERIODS
@@ -107,7 +108,9 @@ class GatewayTools:
         deadline = time.monotonic() + wait_s
         with self._watching(task_id) as watch:   # watch first, then read: no change slips between
             task = await self._task(task_id)
-            return _public(await self._wait_until_finished(task, watch, deadline))
+            finished = await self._wait_until_finished(task, watch, deadline)
+            history = await self._ask(STORE, GetTaskHistory(task_id))
+            return {**_public(finished), "routing": latest_evidence(history)}
 
     async def list_tasks(self, state: str | None = None, limit: int = 50) -> dict[str, Any]:
         """The most recent tasks (at most 500), optionally only those in `state`. Texts longer than 300

@@ -4,12 +4,9 @@ and hands the task to the executor.
 It keeps no task state of its own: idle tasks are announced by the StateStore, and a periodic
 `Reconcile` re-reads the store so that nothing announced while the Router was restarting is lost.
 
->>> from config import EMBEDDED_DEFAULT, load_config
->>> routing = load_config(EMBEDDED_DEFAULT).routing
->>> classify(TaskView(1, "refactor the login module", "idle"), routing)
-('coding', "the text mentions 'refactor'")
->>> classify(TaskView(2, "幫我整理會議紀錄", "idle"), routing)
-(None, 'no rule matched')
+The kind comes from the submitter, a rule (the user's explicit word) or the local classifier; a P1 model is
+asked only when the classifier is unsure (routing/decide.py). Needs read from the text pick an executor
+that provides them; with none healthy the task waits, saying so.
 """
 from __future__ import annotations
 
@@ -21,22 +18,14 @@ from config import RoutingConfig
 from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execute, ExecutorHealth, GetMode, GetTask,
                       ListTasks, ModeChanged, Reconcile, RecordDecision, TaskChanged, TaskView, Transition)
 
+from messages.routing import RecordEvidence
+from routing.decide import KindDecision, after_model, choose_executor, decide_kind
+
 from .supervised import ChildContext, SupervisedActor
 from .task_lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"
 GUARD = "litellm_guard"
-
-
-def classify(task: TaskView, routing: RoutingConfig) -> tuple[str | None, str]:
-    """The task's kind and why: the submitter's word, else the first rule whose pattern matches, else None."""
-    if task.kind:
-        return task.kind, "kind given by the submitter"
-    for rule in routing.rules:
-        for pattern in rule.patterns:
-            if found := pattern.search(task.description):
-                return rule.kind, f"the text mentions '{found.group(0)}'"
-    return None, "no rule matched"
 
 
 def kind_from_model_answer(answer: str, routing: RoutingConfig) -> str | None:
@@ -53,7 +42,7 @@ class Router(SupervisedActor):
         self._models = models                # is there a LiteLLMGuard to ask for tiers and classifications?
         self._down: dict[str, str] = {}      # executor → why it is down
         self._waiting: dict[int, str] = {}   # task → why it waits (recorded once per reason)
-        self._classifying: set[int] = set()
+        self._classifying: dict[int, KindDecision] = {}   # task → the classifier's decision, a model asked
         self._decisions = 0
         self._mode = "normal"
 
@@ -76,27 +65,30 @@ class Router(SupervisedActor):
         return {"decisions": self._decisions, "executors_down": dict(self._down), "waiting": dict(self._waiting),
                 "classifying": sorted(self._classifying)}
 
-    def _dispatch(self, task: TaskView, kind: str | None = None, kind_reason: str = "") -> None:
+    def _dispatch(self, task: TaskView, decision: KindDecision | None = None) -> None:
         if task.task_id in self._classifying:
             return
         if self._mode == "brainstem":
             self._park(task)
             return
-        if kind is None:
-            kind, kind_reason = classify(task, self._routing)
-        if kind is None and self._models and self._routing.classify_with_model:
-            self._ask_model_for_kind(task)
+        decision = decision or decide_kind(task, self._routing)
+        if decision.ask_model and self._models and self._routing.classify_with_model:
+            self._ask_model_for_kind(task, decision)
             return
-        if kind is None:
-            kind, kind_reason = self._routing.default_kind, "no rule matched: the default kind"
-        rule = self._routing.rule_for(kind) or self._routing.rule_for(self._routing.default_kind)
-        executor, executor_reason = self._choose_executor(rule.executors)
+        rule = self._routing.rule_for(decision.kind) or self._routing.rule_for(self._routing.default_kind)
+        executor, executor_reason = choose_executor(rule.executors, decision.needs, self._routing, self._down)
+        if executor is None:
+            self._keep_waiting(task, executor_reason, decision)
+            return
         tier, tier_reason = self._choose_tier(task.tier or rule.tier)
         if tier is None:
             self._keep_waiting(task, tier_reason)
             return
         self._waiting.pop(task.task_id, None)
-        reason = f"kind {kind} ({kind_reason}); executor {executor} ({executor_reason}); tier {tier} ({tier_reason})"
+        kind = decision.kind
+        reason = f"kind {kind} ({decision.reason}); executor {executor} ({executor_reason}); tier {tier} ({tier_reason})"
+        self.directory.tell(STORE, RecordEvidence(task.task_id, {"model_asked": False, **decision.evidence,
+                                                                 "executor": executor}))
         try:
             dispatched = self.directory.ask(STORE, Transition(task.task_id, TaskState.DISPATCHING, reason,
                                                               expect=frozenset({TaskState.IDLE}), kind=kind,
@@ -120,14 +112,17 @@ class Router(SupervisedActor):
         choice = self.directory.ask(GUARD, ChooseTier(wanted))
         return choice.tier, choice.reason
 
-    def _keep_waiting(self, task: TaskView, reason: str) -> None:
+    def _keep_waiting(self, task: TaskView, reason: str, decision: KindDecision | None = None) -> None:
         """It stays idle; the reason is recorded once, and the reconcile tick tries again."""
         if self._waiting.get(task.task_id) != reason:
             self._waiting[task.task_id] = reason
+            if decision is not None:
+                self.directory.tell(STORE, RecordEvidence(task.task_id, {"model_asked": False, **decision.evidence,
+                                                                         "waiting": reason}))
             self.directory.tell(STORE, RecordDecision(task.task_id, f"waiting: {reason}"))
 
-    def _ask_model_for_kind(self, task: TaskView) -> None:
-        self._classifying.add(task.task_id)
+    def _ask_model_for_kind(self, task: TaskView, decision: KindDecision) -> None:
+        self._classifying[task.task_id] = decision
         kinds = ", ".join(rule.kind for rule in self._routing.rules)
         question = ({"role": "system", "content": f"Classify the user's task as exactly one of: {kinds}. "
                                                   "Answer with that one word."},
@@ -138,23 +133,14 @@ class Router(SupervisedActor):
 
     def _classified(self, answer: Completion | CompletionFailed) -> None:
         task_id = answer.correlation
-        self._classifying.discard(task_id)
+        decision = self._classifying.pop(task_id, None)
         task = self.directory.ask(STORE, GetTask(task_id))
-        if task is None or task.state != TaskState.IDLE:
+        if task is None or task.state != TaskState.IDLE or decision is None:
             return
         kind = kind_from_model_answer(answer.text, self._routing) if isinstance(answer, Completion) else None
-        if kind is not None:
-            self._dispatch(task, kind, f"a {answer.tier} model classified it")
-        else:
-            why = answer.reason if isinstance(answer, CompletionFailed) else f"the model said {answer.text[:40]!r}"
-            self._dispatch(task, self._routing.default_kind, f"model classification gave no kind ({why}); "
-                                                             "the default kind")
-
-    def _choose_executor(self, candidates: tuple[str, ...]) -> tuple[str, str]:
-        for name in candidates:
-            if name not in self._down:
-                return name, "first healthy of " + ", ".join(candidates)
-        return candidates[0], f"all of {', '.join(candidates)} are down; it will run when {candidates[0]} is back"
+        why = (answer.reason if isinstance(answer, CompletionFailed) else
+               f"a {answer.tier} model said {answer.text[:40]!r}")
+        self._dispatch(task, after_model(task, decision, kind, why, self._routing))
 
     def _note_health(self, health: ExecutorHealth) -> None:
         if health.up:
@@ -179,7 +165,8 @@ class Router(SupervisedActor):
 
     def _has_healthy_alternative(self, task: TaskView) -> bool:
         rule = self._routing.rule_for(task.kind or "") or self._routing.rule_for(self._routing.default_kind)
-        return any(name not in self._down for name in rule.executors)
+        needs = decide_kind(task, self._routing).needs if task.kind else ()
+        return choose_executor(rule.executors, needs, self._routing, self._down)[0] not in (None, task.executor)
 
     def _reroute(self, task: TaskView) -> None:
         """Its executor is down: back to idle, so that the announcement dispatches it to a healthy one."""

@@ -45,6 +45,7 @@ from messages import (
     TaskView,
     Transition,
 )
+from messages.routing import RecordEvidence
 from messages.im import (
     LoadState,
     MarkSent,
@@ -126,6 +127,7 @@ class StateStore(SupervisedActor):
             case RecordProgress() as progress:    self._record_progress(progress)
             case RecordSystemEvent() as event:    self._record_system_event(event)
             case RecordDecision() as decision:    self._record_decision(decision)
+            case RecordEvidence() as evidence:    self._record_evidence(evidence)
             case RecordCost() as cost:            self._record_cost(cost)
             case SumCosts(since=since):           return self._sum_costs(since)
             case SumCostsByTask(task_ids=ids):    return self._sum_costs_by_task(ids)
@@ -298,6 +300,11 @@ class StateStore(SupervisedActor):
     def _record_decision(self, decision: RecordDecision) -> None:
         TaskEvent.create(task=decision.task_id, at=time.time(), kind="decision", reason=decision.reason)
         self._journal.record("decision", task_id=decision.task_id, reason=decision.reason)
+
+    def _record_evidence(self, recorded: RecordEvidence) -> None:
+        """A history entry of kind `evidence`, its reason the evidence as JSON (rendered by routing/explain.py)."""
+        TaskEvent.create(task=recorded.task_id, at=time.time(), kind="evidence",
+                         reason=json.dumps(dict(recorded.evidence), ensure_ascii=False))
 
     def _record_cost(self, cost: RecordCost) -> None:
         task = cost.task_id if cost.task_id is not None and Task.get_or_none(Task.id == cost.task_id) else None

@@ -12,6 +12,8 @@
   were duplicated or lost, with idempotency keys and without (bench/_chaos.py).
 - `dashboard`: reading the cost dashboard's figures over 90 busy days, and a store write while it reads
   (bench/_dashboard.py).
+- `routing`: the local routing classifier on the held-out set: accuracy per kind and language, confusion,
+  latency, and the model fallback's round trip (bench/_routing.py).
 - `all`: spine, rest, litellm and brainstem, in that order.
 """
 from __future__ import annotations
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Measure and print the figures (never asserts a target).")
     parser.add_argument("which", nargs="?",
-                        choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "all"),
+                        choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "routing", "all"),
                         default="core",
                         help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
                              "sandbox at rest (start time, RSS, idle CPU); litellm: model-route overhead "
@@ -125,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._dashboard import run as dashboard_bench
         print(machine(), flush=True)
         status = dashboard_bench(quick=args.quick)
+    if args.which == "routing":
+        from ._routing import run as routing_bench
+        print(machine(), flush=True)
+        status = routing_bench(quick=args.quick, keep=args.keep)
     if args.which == "chaos":
         from ._chaos import run as chaos_bench
         print(machine(), flush=True)

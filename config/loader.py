@@ -151,7 +151,7 @@ SECTION_KEYS = {
     "tasks": {"max_attempts", "reconcile_interval_s"},
     "supervision": {"strategy", "max_restarts", "within_s", "backoff_initial_s", "backoff_max_s", "sweep_interval_s",
                     "shutdown_timeout_s"},
-    "routing": {"default_kind", "classify_with_model", "rules"},
+    "routing": {"default_kind", "classify_with_model", "classifier", "confidence_threshold", "rules"},
     "gateway": {"host", "port", "path", "token_env", "generate_token"},
     "demo": {"interval_s", "tasks"},
     "api_keys": {"backup"},      # primary keys live with the proxy (litellm.env)
@@ -475,7 +475,7 @@ def _executor(node: _Node) -> ExecutorConfig:
     node.require_mapping()
     node.reject_unknown({"transport", "command", "args", "cwd", "env", "url", "headers", "tool", "arguments",
                          "slots", "call_timeout_s", "connect_timeout_s", "respawn_initial_s", "respawn_max_s",
-                         "model_route"})
+                         "model_route", "provides"})
     transport = node.choice("transport", ("stdio", "http"), "stdio")
     defaults = ExecutorConfig(name="", transport="stdio", tool="", arguments={})
     arguments = node.child("arguments")
@@ -495,6 +495,7 @@ def _executor(node: _Node) -> ExecutorConfig:
         respawn_initial_s=node.seconds("respawn_initial_s", defaults.respawn_initial_s),
         respawn_max_s=node.seconds("respawn_max_s", defaults.respawn_max_s),
         model_route=node.bool("model_route", False),
+        provides=_needs(node),
     )
     if transport == "http":
         return ExecutorConfig(**common, url=node.str("url"), headers=node.str_map("headers"))
@@ -559,8 +560,25 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
     if default_kind not in kinds:
         raise ConfigError(node.file, node.key("default_kind"), f"one of the rule kinds ({', '.join(kinds)})",
                           node.shown("default_kind"))
+    threshold = node.amount("confidence_threshold", 0.5)
+    if threshold > 1:
+        raise ConfigError(node.file, node.key("confidence_threshold"), "a number from 0 to 1",
+                          node.shown("confidence_threshold"))
     return RoutingConfig(rules=tuple(rules), default_kind=default_kind,
-                         classify_with_model=node.bool("classify_with_model", False))
+                         classify_with_model=node.bool("classify_with_model", False),
+                         classifier=node.bool("classifier", True), confidence_threshold=threshold,
+                         provides={name: e.provides for name, e in executors.items() if e.provides})
+
+
+def _needs(node: _Node) -> tuple[str, ...]:
+    """`provides:` on an executor: needs the classifier knows (a typo would route nothing there)."""
+    from routing.classifier import NEEDS
+    names = node.str_list("provides")
+    for position, name in enumerate(names):
+        if name not in NEEDS:
+            raise ConfigError(node.file, f"{node.key('provides')}[{position}]", "one of the needs "
+                              + ", ".join(NEEDS), node.shown("provides", position))
+    return tuple(names)
 
 
 class _Node:

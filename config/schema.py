@@ -41,6 +41,7 @@ class ExecutorConfig:
     respawn_initial_s: float = 0.2
     respawn_max_s: float = 10.0
     model_route: bool = False           # its server's model traffic uses our route: give it LiteLLM's URL and key
+    provides: tuple[str, ...] = ()      # the needs it meets (gpu, always_on, long_running): tasks needing them go here
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,10 @@ class RoutingRule:
 class RoutingConfig:
     rules: tuple[RoutingRule, ...]
     default_kind: str
-    classify_with_model: bool = False   # text no rule matches: ask a P1 model for its kind (rules stay the fallback)
+    classify_with_model: bool = False   # the classifier unsure (below the threshold): ask a P1 model for the kind
+    classifier: bool = True             # text no rule matches: the local classifier (routing/) gives kind and needs
+    confidence_threshold: float = 0.5   # below it the classifier's kind is checked by a model, when one can be asked
+    provides: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # executor → the needs it meets
 
     def rule_for(self, kind: str) -> RoutingRule | None:
         return next((rule for rule in self.rules if rule.kind == kind), None)

@@ -45,6 +45,7 @@ from config.schema import ImConfig
 from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
                       Introspect, ListTasks,
                       RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
+from routing.explain import latest_evidence, why_lines
 from texts import say
 
 log = logging.getLogger(__name__)
@@ -172,12 +173,14 @@ class CommandInterpreter:
         if isinstance(task, str):
             return task
         history = await self._ask(STORE, GetTaskHistory(task.task_id))
-        entries = [event for event in history if event["kind"] != "progress"]
+        entries = [event for event in history if event["kind"] not in ("progress", "evidence")]
         lines = [self._say("im_why_header", task_id=task.task_id, state=self._state(task.state))]
+        if evidence := latest_evidence(history):
+            lines += why_lines(evidence, self._say)
         if len(entries) > WHY_LIMIT:
             lines.append(self._say("im_why_earlier", count=len(entries) - WHY_LIMIT))
         lines += [self._history_line(event) for event in entries[-WHY_LIMIT:]]
-        if progress := len(history) - len(entries):
+        if progress := sum(event["kind"] == "progress" for event in history):
             lines.append(self._say("im_why_progress", count=progress))
         return "\n".join(lines)
 

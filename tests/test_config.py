@@ -35,7 +35,8 @@ def test_the_shipped_configs_load(monkeypatch):
     real = load_config(EMBEDDED_DEFAULT.with_name("default.yaml"))
     assert real.executors["moltworker"].env["CF_ACCESS_CLIENT_SECRET"] == "from-the-environment"
     assert real.executors["general"].args[:2] == ("-m", "mcp_servers.openclaw_agent")
-    assert [rule.kind for rule in real.routing.rules] == ["coding", "heavy", "general"]
+    assert [rule.kind for rule in real.routing.rules] == ["coding", "heavy", "gpu", "general"]
+    assert real.routing.provides == {"moltworker": ("gpu", "always_on", "long_running")}
     assert real.litellm.tiers["P2"].backup_key == "from-the-environment" and real.litellm.tiers["P2"].paid
     assert "proxy restart" in real.litellm.restart_command and real.locale == "zh-Hant"
 

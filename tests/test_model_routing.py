@@ -28,9 +28,11 @@ def decisions(tree, task_id) -> list[str]:
                                              (task_id,))]
 
 
-def test_text_no_rule_matches_is_classified_by_a_p1_model_and_its_rule_picks_p2(start_tree, write_config,
-                                                                                 live_models):
-    tree = start_with_models(start_tree, write_config, live_models)
+def test_text_the_classifier_is_unsure_of_is_classified_by_a_p1_model_and_its_rule_picks_p2(start_tree, write_config,
+                                                                                            live_models):
+    # research is no kind of the local classifier: only a model can name it, and it is asked only below the
+    # confidence threshold (1.0 here: every verdict is below it)
+    tree = start_with_models(start_tree, write_config, live_models, routing={"confidence_threshold": 1.0})
     task = submit(tree, "研究一下台灣的電動車市場")
     assert (task["state"], task["kind"], task["tier"]) == ("completed", "research", "P2")
     with sqlite3.connect(tree.cfg.database_path) as db:

@@ -146,7 +146,7 @@ def test_cancelling_a_finished_task_is_refused_with_a_clear_error(write_config, 
                                "20,000 characters, got \"   \" \\(text\\)$"):
                 await gateway.call("submit_task", description="   ")
             with pytest.raises(GatewayError, match="^submit_task: 'kind': expected one of repair, coding, research, "
-                               "heavy, general, got \"painting\" \\(text\\)$"):
+                               "heavy, gpu, general, got \"painting\" \\(text\\)$"):
                 await gateway.call("submit_task", description="x", kind="painting")
 
     run(scenario())

@@ -1,0 +1,178 @@
+"""The local task classifier: TF-IDF over character n-grams (1–4, within word boundaries) and a logistic
+regression, one for the kind and one per need. Character n-grams need no tokenizer, so English, zh-Hant and
+zh-Hans go through the same model; it runs in-process in about a millisecond and downloads nothing.
+
+It is trained from `routing/data/train.jsonl` (`make classifier`, run by `make setup`) into
+`build/routing-classifier.pkl`, stamped with the data's hash and scikit-learn's version; a missing or stale
+file is rebuilt in-process on first use (a second or so), so a fresh clone routes by it either way.
+
+>>> verdict = load_classifier().classify("nginx 一直回 502，幫我查原因")
+>>> verdict.kind, verdict.confidence > 0.3
+('coding', True)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data"
+TRAIN = DATA / "train.jsonl"
+TEST = DATA / "test.jsonl"
+MODEL = ROOT.parent / "build" / "routing-classifier.pkl"
+KINDS = ("coding", "general", "heavy", "gpu")
+NEEDS = ("gpu", "always_on", "long_running")
+KIND_NEEDS = {"gpu": ("gpu",), "heavy": ("always_on", "long_running")}   # a kind that cannot do without one
+NEED_THRESHOLD = 0.5
+C = 10.0                        # chosen on the held-out set among 3, 10, 30 (bench/_routing.py prints it)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The classifier's answer for one text, with its evidence."""
+
+    kind: str
+    confidence: float                                   # the kind's probability
+    needs: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()                      # the n-grams that pushed most towards the kind
+    neighbours: tuple[tuple[str, str, float], ...] = () # nearest labelled texts: (kind, text, cosine)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def evidence(self) -> dict[str, Any]:
+        return {"kind": self.kind, "confidence": round(self.confidence, 3), "needs": list(self.needs),
+                "features": list(self.features),
+                "neighbours": [{"kind": k, "text": t, "similarity": round(s, 3)} for k, t, s in self.neighbours]}
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The labelled rows of one JSONL file; a bad line is named by file and line."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not JSON ({err})") from None
+        if row.get("kind") not in KINDS or not isinstance(row.get("text"), str) or \
+                not set(row.get("needs", [])) <= set(NEEDS):
+            raise ValueError(f"{path}:{number}: expected text, kind among {', '.join(KINDS)}, needs among "
+                             f"{', '.join(NEEDS)}; got {line[:80]!r}")
+        rows.append(row)
+    return rows
+
+
+def stamp(path: Path = TRAIN) -> str:
+    import sklearn
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] + "-sklearn-" + sklearn.__version__
+
+
+class Classifier:
+    def __init__(self, rows: list[dict[str, Any]], c: float = C):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        texts = [row["text"] for row in rows]
+        self.vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True)
+        matrix = self.vectorizer.fit_transform(texts)
+        self.kind_model = LogisticRegression(C=c, max_iter=5000).fit(matrix, [row["kind"] for row in rows])
+        self.need_models = {need: LogisticRegression(C=c, max_iter=5000).fit(
+            matrix, [need in row.get("needs", ()) for row in rows]) for need in NEEDS}
+        self.matrix, self.texts, self.kinds = matrix, texts, [row["kind"] for row in rows]
+        self.names = self.vectorizer.get_feature_names_out()
+
+    def classify(self, text: str, explain: bool = True) -> Verdict:
+        vector = self.vectorizer.transform([text])
+        probabilities = self.kind_model.predict_proba(vector)[0]
+        best = int(probabilities.argmax())
+        kind = str(self.kind_model.classes_[best])
+        scores = {str(k): float(p) for k, p in zip(self.kind_model.classes_, probabilities)}
+        needs = self._needs(vector, kind)
+        if not explain:
+            return Verdict(kind, float(probabilities[best]), needs, scores=scores)
+        return Verdict(kind, float(probabilities[best]), needs, self._features(vector, best),
+                       self._neighbours(vector), scores)
+
+    def needs_for(self, text: str, kind: str) -> tuple[str, ...]:
+        """The needs of `text` as a task of `kind` (a kind the submitter or a rule gave)."""
+        return self._needs(self.vectorizer.transform([text]), kind)
+
+    def _needs(self, vector: Any, kind: str) -> tuple[str, ...]:
+        """Needs come with the kinds that have them: a general text that mentions a GPU needs none."""
+        wanted = KIND_NEEDS.get(kind, ())
+        if not wanted:
+            return ()
+        chances = {need: float(self.need_models[need].predict_proba(vector)[0][1]) for need in wanted}
+        found = tuple(need for need in wanted if chances[need] >= NEED_THRESHOLD)
+        return found or (max(chances, key=chances.get),)
+
+    def _features(self, vector: Any, best: int, count: int = 4) -> tuple[str, ...]:
+        weights = self.kind_model.coef_[best] if self.kind_model.coef_.shape[0] > 1 else self.kind_model.coef_[0]
+        row = vector.tocoo()
+        pushes = sorted(((value * weights[column], column) for column, value in zip(row.col, row.data)),
+                        reverse=True)
+        shown = []
+        for push, column in pushes:
+            gram = str(self.names[column]).strip()
+            if push <= 0 or len(shown) == count:
+                break
+            if len(gram) > 1 and not any(gram in other for other in shown):
+                shown.append(gram)
+        return tuple(shown)
+
+    def _neighbours(self, vector: Any, count: int = 2) -> tuple[tuple[str, str, float], ...]:
+        similarities = (self.matrix @ vector.T).toarray().ravel()   # rows are L2-normalised: cosines
+        nearest = similarities.argsort()[::-1][:count]
+        return tuple((self.kinds[i], self.texts[i], float(similarities[i])) for i in nearest if similarities[i] > 0)
+
+
+def train(path: Path = TRAIN) -> Classifier:
+    return Classifier(read_rows(path))
+
+
+def build(out: Path = MODEL) -> Path:
+    """Train from the repo's data and write the model with its stamp (what `make classifier` runs)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = train()
+    partial = out.with_suffix(".tmp")
+    partial.write_bytes(pickle.dumps({"stamp": stamp(), "model": model}, protocol=5))
+    partial.replace(out)
+    return out
+
+
+_lock = threading.Lock()
+_loaded: Classifier | None = None
+
+
+def load_classifier(path: Path = MODEL) -> Classifier:
+    """The process's classifier: the built file when its stamp matches the data, else trained here."""
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = _read(path) or _train_here(path)
+        return _loaded
+
+
+def _read(path: Path) -> Classifier | None:
+    try:
+        saved = pickle.loads(path.read_bytes())   # our own build output, never a downloaded file
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    return saved["model"] if saved.get("stamp") == stamp() else None
+
+
+def _train_here(path: Path) -> Classifier:
+    log.info("routing classifier: %s is missing or stale; training from %s", path, TRAIN)
+    return train()
+
+
+def accuracy(model: Classifier, rows: Iterable[dict[str, Any]]) -> float:
+    rows = list(rows)
+    return sum(model.classify(row["text"], explain=False).kind == row["kind"] for row in rows) / max(1, len(rows))
