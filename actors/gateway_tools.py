@@ -18,7 +18,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
+from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask,
+                      GetTaskHistory,
                       Introspect, ListTasks, ReplyWhileDown, SumCosts, Transition)
 from routing.explain import latest_evidence
 from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn

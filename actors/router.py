@@ -86,7 +86,8 @@ class Router(SupervisedActor):
             return
         self._waiting.pop(task.task_id, None)
         kind = decision.kind
-        reason = f"kind {kind} ({decision.reason}); executor {executor} ({executor_reason}); tier {tier} ({tier_reason})"
+        reason = (f"kind {kind} ({decision.reason}); executor {executor} ({executor_reason}); "
+                  f"tier {tier} ({tier_reason})")
         self.directory.tell(STORE, RecordEvidence(task.task_id, {"model_asked": False, **decision.evidence,
                                                                  "executor": executor}))
         try:

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Measure and print the figures (never asserts a target).")
     parser.add_argument("which", nargs="?",
-                        choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "routing", "all"),
+                        choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "routing",
+                                 "all"),
                         default="core",
                         help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
                              "sandbox at rest (start time, RSS, idle CPU); litellm: model-route overhead "

@@ -41,8 +41,9 @@ def run(quick: bool = False, keep: bool = False) -> int:
         confident.append(verdict.confidence >= THRESHOLD)
     print_accuracy(rows, predicted)
     print_confusion(rows, predicted)
-    sure = [p == r["kind"] for p, r, c in zip(predicted, rows, confident) if c]
-    print(f"\nat threshold {THRESHOLD}: {sum(confident)}/{len(rows)} decided locally, {sum(sure) / max(1, len(sure)):.1%} "
+    sure = [p == r["kind"] for p, r, c in zip(predicted, rows, confident, strict=False) if c]
+    print(f"\nat threshold {THRESHOLD}: {sum(confident)}/{len(rows)} decided locally, "
+          f"{sum(sure) / max(1, len(sure)):.1%} "
           f"of those right; {len(rows) - sum(confident)} would ask the P1 model")
     print(f"\nlatency of a verdict with evidence (n={len(timings)}): p50 {statistics.median(timings):.2f} ms, "
           f"p99 {percentile(timings, 0.99):.2f} ms   target p50 <= 5 ms "
@@ -53,7 +54,7 @@ def run(quick: bool = False, keep: bool = False) -> int:
 
 def print_accuracy(rows: list[dict], predicted: list[str]) -> None:
     cells: dict[tuple[str, str], list[bool]] = defaultdict(list)
-    for row, kind in zip(rows, predicted):
+    for row, kind in zip(rows, predicted, strict=False):
         cells[(row["kind"], row["lang"])].append(kind == row["kind"])
         cells[(row["kind"], "all")].append(kind == row["kind"])
         cells[("all", row["lang"])].append(kind == row["kind"])
@@ -62,7 +63,7 @@ def print_accuracy(rows: list[dict], predicted: list[str]) -> None:
     print(f"\n{'accuracy':<10}" + "".join(f"{lang:>16}" for lang in langs))
     for kind in (*KINDS, "all"):
         print(f"{kind:<10}" + "".join(f"{_share(cells[(kind, lang)]):>16}" for lang in langs))
-    pairs = [(r, p) for r, p in zip(rows, predicted) if r["kind"] in ("coding", "general")]
+    pairs = [(r, p) for r, p in zip(rows, predicted, strict=False) if r["kind"] in ("coding", "general")]
     by_lang: dict[str, list[bool]] = defaultdict(list)
     for row, kind in pairs:
         right = (kind == "coding") == (row["kind"] == "coding")
@@ -73,7 +74,7 @@ def print_accuracy(rows: list[dict], predicted: list[str]) -> None:
 
 
 def print_confusion(rows: list[dict], predicted: list[str]) -> None:
-    counts = Counter((row["kind"], kind) for row, kind in zip(rows, predicted))
+    counts = Counter((row["kind"], kind) for row, kind in zip(rows, predicted, strict=False))
     print(f"\nconfusion (rows: labelled, columns: predicted)\n{'':<10}" + "".join(f"{k:>9}" for k in KINDS))
     for truth in KINDS:
         print(f"{truth:<10}" + "".join(f"{counts[(truth, kind)]:>9}" for kind in KINDS))
@@ -95,7 +96,8 @@ def model_fallback(rows: list[dict]) -> None:
                     right += answer["choices"][0]["message"]["content"].strip() == row["kind"]
         finally:
             stop_providers(process)
-    print(f"model fallback through the simulated P1 provider (n={len(timings)}): p50 {statistics.median(timings):.2f} ms, "
+    print(f"model fallback through the simulated P1 provider (n={len(timings)}): "
+          f"p50 {statistics.median(timings):.2f} ms, "
           f"p99 {percentile(timings, 0.99):.2f} ms; its keyword guess is right on {right / len(rows):.1%} "
           "(a real P1 model is seconds away, and absent in cooldowns and brainstem mode)")
 

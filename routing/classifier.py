@@ -93,7 +93,7 @@ class Classifier:
         probabilities = self.kind_model.predict_proba(vector)[0]
         best = int(probabilities.argmax())
         kind = str(self.kind_model.classes_[best])
-        scores = {str(k): float(p) for k, p in zip(self.kind_model.classes_, probabilities)}
+        scores = {str(k): float(p) for k, p in zip(self.kind_model.classes_, probabilities, strict=False)}
         needs = self._needs(vector, kind)
         if not explain:
             return Verdict(kind, float(probabilities[best]), needs, scores=scores)
@@ -116,7 +116,7 @@ class Classifier:
     def _features(self, vector: Any, best: int, count: int = 4) -> tuple[str, ...]:
         weights = self.kind_model.coef_[best] if self.kind_model.coef_.shape[0] > 1 else self.kind_model.coef_[0]
         row = vector.tocoo()
-        pushes = sorted(((value * weights[column], column) for column, value in zip(row.col, row.data)),
+        pushes = sorted(((value * weights[column], column) for column, value in zip(row.col, row.data, strict=False)),
                         reverse=True)
         shown = []
         for push, column in pushes:

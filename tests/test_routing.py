@@ -66,7 +66,8 @@ def test_a_need_no_healthy_executor_has_waits_with_that_reason(write_config, sta
     [task] = submit_and_wait(tree, [GPU_TEXT], wait_s=0)
     reasons = wait_until(lambda: _decisions(tree, task["task_id"]), 10, "the waiting reason")
     assert reasons[0].startswith("waiting: needs gpu: moltworker is down (")
-    assert tree.ask("state_store", _get(task["task_id"])).state == "idle", "it waits; no executor without a GPU takes it"
+    assert tree.ask("state_store", _get(task["task_id"])).state == "idle", \
+        "it waits; no executor without a GPU takes it"
 
 
 def test_why_shows_the_evidence_in_the_im_locale(write_config, start_tree):

@@ -57,7 +57,8 @@ TEXTS = {
     "im_why_decision": "{clock} decided: {reason}",
     "im_why_progress": "({count} progress reports not shown)",
     "im_why_earlier": "({count} earlier entries not shown)",
-    "im_why_routing_classifier": "Routed as {kind} by the local classifier, confidence {confidence} (a model is asked below {threshold}).",
+    "im_why_routing_classifier": "Routed as {kind} by the local classifier, confidence {confidence} "
+                                 "(a model is asked below {threshold}).",
     "im_why_routing_rule": "Routed as {kind} by a rule: the text says '{matched}'.",
     "im_why_routing_submitter": "Routed as {kind}: the kind the submitter gave.",
     "im_why_routing_default": "Routed as {kind}: the default kind.",
