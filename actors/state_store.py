@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from peewee import fn
+from peewee import OperationalError, fn
 
 # The inbox's own wrapper: the writes queued behind a group's first come in these.
 from pykka._envelope import Envelope
@@ -152,9 +152,14 @@ class StateStore(SupervisedActor):
         try:
             with self._database.atomic():
                 outcomes = [self._attempt(envelope.message) for envelope in group]
-        except Exception:   # noqa: BLE001 (a write failed half-way: none of the group stands; each on its own, as before)
+        except Exception as failure:   # noqa: BLE001 (a write failed half-way: none of the group stands)
             self._news.clear()
-            outcomes = [self._alone(envelope.message) for envelope in group]
+            if len(group) == 1 or isinstance(failure, OperationalError):
+                # Alone, or the database itself refused (locked past busy_timeout, disk full): trying each write
+                # again would only wait busy_timeout once more per write, past the asker's timeout.
+                outcomes = [(None, failure)] * len(group)
+            else:                      # one write broke the group: each on its own, so only that one fails
+                outcomes = [self._alone(envelope.message) for envelope in group]
         self._tell_news()
         for envelope, (answer, error) in zip(group[1:], outcomes[1:], strict=True):
             if error is None:
