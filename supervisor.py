@@ -22,10 +22,12 @@ import pykka
 from rich.console import Console
 from rich.markup import escape
 
-from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor,
-                    Journal,
-                    LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
-                    gateway_token)
+from actors import (BrainstemController, Executor, Gateway, HealthMonitor, LiteLLMGuard, ProxyKeeper, Router,
+                    StateStore, SystemMode, TransitionFeed, gateway_token)
+from runtime.supervisor import ChildSpec, Supervisor
+from runtime.directory import Directory
+from runtime.event_loop import EventLoopThread
+from runtime.journal import Journal
 from actors.budget_warden import BudgetWarden
 from actors.gateway_auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path

@@ -21,9 +21,9 @@ from messages import (GetMode, ListTasks, LocalModelSettled, ModeChanged, Notice
                       Transition)
 from texts import say
 
-from .journal import Journal
+from runtime.journal import Journal
 from .local_model import LocalModel, LocalModelUnavailable
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime.supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"

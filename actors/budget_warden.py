@@ -25,7 +25,7 @@ from messages.tasks import GetTask
 from texts import say
 
 from .budget import day_start, month_start
-from .supervised import ChildContext, SupervisedActor
+from runtime.supervised import ChildContext, SupervisedActor
 
 STORE = "state_store"
 OWNER = "budget_warden"

@@ -26,9 +26,9 @@ from config import ExecutorConfig
 from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
                       RecordProgress, Respawn, RouteChanged, TaskChanged, TaskView, Transition)
 
-from .journal import Journal
+from runtime.journal import Journal
 from .mcp_link import LinkLost, McpLink
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime.supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"

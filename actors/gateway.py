@@ -27,7 +27,7 @@ from messages import ModeChanged, TaskChanged
 
 from .gateway_auth import BearerAuth
 from .gateway_tools import GatewayTools
-from .supervised import ChildContext, SupervisedActor
+from runtime.supervised import ChildContext, SupervisedActor
 
 URL_FILE = "gateway.url"
 

@@ -14,8 +14,8 @@ from typing import Any
 from config import HealthConfig
 from messages import CloudAnswered, CloudDown, CloudUp, Complete, GetMode, ModeChanged, PingCloud
 
-from .journal import Journal
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime.journal import Journal
+from runtime.supervised import ChildContext, SupervisedActor, describe
 
 PING = ({"role": "user", "content": "ping"},)
 

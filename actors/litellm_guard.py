@@ -37,11 +37,11 @@ from messages.models import LastStartFailure, ProxyDidNotStart, Route
 from texts import say
 
 from .budget import Budget, BudgetExceeded, day_start, month_start
-from .directory import ActorUnavailable
-from .journal import Journal
+from runtime.directory import ActorUnavailable
+from runtime.journal import Journal
 from .model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
                           call_via_proxy, needs_litellm, probe_liveliness)
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime.supervised import ChildContext, SupervisedActor, describe
 
 log = logging.getLogger(__name__)
 STORE = "state_store"

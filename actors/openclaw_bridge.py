@@ -49,9 +49,9 @@ from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, Que
                          SendAgain, TranscriptsRead)
 from surfaces.commands import CommandInterpreter, allowed, task_news
 
-from .journal import Journal
+from runtime.journal import Journal
 from .mcp_link import LinkLost, McpLink
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime.supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import TaskState
 
 STORE = "state_store"

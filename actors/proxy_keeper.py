@@ -25,9 +25,9 @@ from config import LiteLLMConfig
 from messages import CheckProxyMemory, ProxyActionDone, ProxyRestarting, RecordSystemEvent
 from messages.models import LastStartFailure, ProxyDidNotStart, ProxyRead, ReadProxy
 
-from .journal import Journal
+from runtime.journal import Journal
 from .litellm_proxy import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime.supervised import ChildContext, SupervisedActor, describe
 
 CHECK_EVERY_PROBES = 5
 NOT_READ = {"pid": None, "alive": None, "rss_mb": None, "answers": None}

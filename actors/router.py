@@ -21,7 +21,7 @@ from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execut
 from messages.routing import RecordEvidence
 from routing.decide import KindDecision, after_model, choose_executor, decide_kind
 
-from .supervised import ChildContext, SupervisedActor
+from runtime.supervised import ChildContext, SupervisedActor
 from .task_lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"

@@ -56,7 +56,7 @@ from messages.im import (
     SeenInbound,
 )
 
-from .journal import Journal
+from runtime.journal import Journal
 from .store_schema import (
     INSERT_EVENT,
     INSERT_TASK,
@@ -72,7 +72,7 @@ from .store_schema import (
     TaskEvent,
     open_database,
 )
-from .supervised import ChildContext, SupervisedActor
+from runtime.supervised import ChildContext, SupervisedActor
 from .task_lifecycle import (
     INTERRUPTED_BY_RESTART,
     IllegalTransition,

@@ -28,9 +28,9 @@ from messages import (CloudDown, CloudUp, CreateTask, GetMode, Introspect, LastS
                       ModeChanged, Notice, RecordSystemEvent, RepairDue, TaskChanged, VerifyRepair)
 from texts import say
 
-from .journal import Journal
+from runtime.journal import Journal
 from .litellm_proxy import log_tail
-from .supervised import ChildContext, SupervisedActor
+from runtime.supervised import ChildContext, SupervisedActor
 
 STORE = "state_store"
 HOUR_S = 3600.0

@@ -184,7 +184,10 @@ class Tree:
         from rich.console import Console
 
         import supervisor
-        from actors import Directory, EventLoopThread, Journal, Supervisor
+        from runtime.directory import Directory
+        from runtime.event_loop import EventLoopThread
+        from runtime.journal import Journal
+        from runtime.supervisor import Supervisor
 
         self.journal = Journal(self.cfg.log_dir)
         self.loop = EventLoopThread().start()

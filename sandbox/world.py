@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from actors.supervised import ChildContext, SupervisedActor
+from runtime.supervised import ChildContext, SupervisedActor
 from config import PROJECT_ROOT
 from messages import Reconcile
 

@@ -32,8 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from actors.budget import day_start, month_start
-from actors.directory import Directory
-from actors.supervised import describe
+from runtime.directory import Directory
+from runtime.supervised import describe
 from messages import TERMINAL_STATES, Introspect, ListTasks, SumCosts, SumCostsByTask
 
 log = logging.getLogger(__name__)

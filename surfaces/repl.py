@@ -43,9 +43,10 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 import messages
-from actors import Directory, TaskState
+from runtime.directory import Directory
+from actors import TaskState
 from actors.gateway_tools import PERIODS
-from actors.supervised import describe
+from runtime.supervised import describe
 from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,10 @@ import yaml
 from rich.console import Console
 
 import supervisor
-from actors import Directory, EventLoopThread, Journal, Supervisor
+from runtime.directory import Directory
+from runtime.event_loop import EventLoopThread
+from runtime.journal import Journal
+from runtime.supervisor import Supervisor
 from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config, overlay
 
 # The real OpenClaw's fixtures, for every module: one gateway for the whole session (tests/real_openclaw.py).

@@ -19,7 +19,7 @@ import pykka
 import pytest
 from rich.console import Console
 
-from actors import Directory
+from runtime.directory import Directory
 from actors.console import event_of, log_line
 from actors.gateway_client import GatewaySession
 from config import PROJECT_ROOT

@@ -5,7 +5,11 @@ import sqlite3
 
 import pytest
 
-from actors import ChildSpec, Directory, EventLoopThread, IllegalTransition, Journal, StateStore, Supervisor
+from runtime.supervisor import ChildSpec, Supervisor
+from runtime.directory import Directory
+from runtime.event_loop import EventLoopThread
+from actors import IllegalTransition, StateStore
+from runtime.journal import Journal
 from actors.task_lifecycle import LEGAL_TRANSITIONS, TaskState, check_transition
 from config import SupervisionConfig
 from messages import CountTasksByState, CreateTask, GetTaskHistory, Transition

@@ -8,7 +8,10 @@ import pykka
 from pykka._envelope import Envelope
 import pytest
 
-from actors import ChildSpec, Directory, EventLoopThread, Supervisor, SupervisedActor
+from runtime.supervisor import ChildSpec, Supervisor
+from runtime.directory import Directory
+from runtime.event_loop import EventLoopThread
+from runtime.supervised import SupervisedActor
 from config import SupervisionConfig
 from messages import CrashNow, Introspect
 
