@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.home:
         os.environ["OMNI_HOME"] = args.home
     if args.command == "proxy":
-        from actors.litellm_proxy import main as proxy_main
+        from clients.litellm_proxy import main as proxy_main
         return proxy_main([args.action or "status"] + (["--config", args.config] if args.config else []))
     if args.command == "send":
         from surfaces.commands import send_from_cli

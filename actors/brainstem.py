@@ -22,7 +22,7 @@ from messages import (GetMode, ListTasks, LocalModelSettled, ModeChanged, Notice
 from texts import say
 
 from runtime.journal import Journal
-from .local_model import LocalModel, LocalModelUnavailable
+from clients.local_model import LocalModel, LocalModelUnavailable
 from runtime.supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import IllegalTransition, TaskState
 

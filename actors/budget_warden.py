@@ -24,7 +24,7 @@ from messages.im import LoadState, SaveState
 from messages.tasks import GetTask
 from texts import say
 
-from .budget import day_start, month_start
+from clients.budget import day_start, month_start
 from runtime.supervised import ChildContext, SupervisedActor
 
 STORE = "state_store"

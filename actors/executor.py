@@ -27,7 +27,7 @@ from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown
                       RecordProgress, Respawn, RouteChanged, TaskChanged, TaskView, Transition)
 
 from runtime.journal import Journal
-from .mcp_link import LinkLost, McpLink
+from clients.mcp_link import LinkLost, McpLink
 from runtime.supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import IllegalTransition, TaskState
 

@@ -24,7 +24,7 @@ from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksBySta
 from routing.explain import latest_evidence
 from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn
 
-from .budget import PERIOD_STARTS as PERIODS
+from clients.budget import PERIOD_STARTS as PERIODS
 from runtime.directory import ActorUnavailable, Directory
 from .gateway_arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
 from .task_lifecycle import IllegalTransition, KeyReused, TaskState

@@ -36,11 +36,11 @@ from messages.budget import PaidSpendBooked
 from messages.models import LastStartFailure, ProxyDidNotStart, Route
 from texts import say
 
-from .budget import Budget, BudgetExceeded, day_start, month_start
+from clients.budget import Budget, BudgetExceeded, day_start, month_start
 from runtime.directory import ActorUnavailable
 from runtime.journal import Journal
-from .model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
-                          call_via_proxy, needs_litellm, probe_liveliness)
+from clients.model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
+                                 call_via_proxy, needs_litellm, probe_liveliness)
 from runtime.supervised import ChildContext, SupervisedActor, describe
 
 log = logging.getLogger(__name__)

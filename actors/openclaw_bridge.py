@@ -50,7 +50,7 @@ from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, Que
 from surfaces.commands import CommandInterpreter, allowed, task_news
 
 from runtime.journal import Journal
-from .mcp_link import LinkLost, McpLink
+from clients.mcp_link import LinkLost, McpLink
 from runtime.supervised import ChildContext, SupervisedActor, describe
 from .task_lifecycle import TaskState
 

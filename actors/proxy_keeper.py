@@ -26,7 +26,7 @@ from messages import CheckProxyMemory, ProxyActionDone, ProxyRestarting, RecordS
 from messages.models import LastStartFailure, ProxyDidNotStart, ProxyRead, ReadProxy
 
 from runtime.journal import Journal
-from .litellm_proxy import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
+from clients.litellm_proxy import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
 from runtime.supervised import ChildContext, SupervisedActor, describe
 
 CHECK_EVERY_PROBES = 5

@@ -29,7 +29,7 @@ from messages import (CloudDown, CloudUp, CreateTask, GetMode, Introspect, LastS
 from texts import say
 
 from runtime.journal import Journal
-from .litellm_proxy import log_tail
+from clients.litellm_proxy import log_tail
 from runtime.supervised import ChildContext, SupervisedActor
 
 STORE = "state_store"

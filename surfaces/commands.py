@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from actors.budget import PERIOD_STARTS as PERIODS
+from clients.budget import PERIOD_STARTS as PERIODS
 from actors.gateway_auth import TOKEN_FILE
-from actors.gateway_client import GatewayError, GatewaySession
+from clients.gateway_client import GatewayError, GatewaySession
 from actors.task_lifecycle import IllegalTransition, TaskState
 from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
 from config.schema import ImConfig

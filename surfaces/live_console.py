@@ -31,7 +31,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from actors.budget import day_start, month_start
+from clients.budget import day_start, month_start
 from runtime.directory import Directory
 from runtime.supervised import describe
 from messages import TERMINAL_STATES, Introspect, ListTasks, SumCosts, SumCostsByTask

@@ -273,7 +273,7 @@ def _shared_models(tmp_path_factory) -> SharedModels:
     proxy takes 5–10 s to start). Started here, not by a tree: to a tree it is an `external` proxy (no keeper), so
     no tree starts, restarts or stops it."""
     _require_litellm_venv()
-    from actors.litellm_proxy import start_proxy, stop_proxy
+    from clients.litellm_proxy import start_proxy, stop_proxy
     from sandbox.providers import ProvidersAdmin, start_providers, stop_providers
     from sandbox.tiny_model import make_tiny_qwen2
     home = tmp_path_factory.mktemp("shared-models")
@@ -306,7 +306,7 @@ def live_models(_shared_models, omni_home) -> dict[str, Any]:
     only need a live proxy (they must not kill or restart it). Each test gets them as a fresh world would be:
     every upstream back to `ok` with no calls counted, the proxy answering, and the providers' admin URL in
     `$OMNI_HOME/providers.json` where a tree's own providers write it."""
-    from actors.litellm_proxy import proxy_status
+    from clients.litellm_proxy import proxy_status
     shared = _shared_models
     shared.providers.reset()
     status = proxy_status(shared.litellm, shared.home)

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from runtime.directory import Directory
 from actors.console import event_of, log_line
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 from messages import CreateTask, GetTask, ModeChanged, RecordCost, TaskChanged, TaskView
 from surfaces.live_console import (BUSY, gather, render_actors, render_costs, render_events, render_header,

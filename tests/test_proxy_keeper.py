@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from actors.gateway_client import GatewaySession
-from actors.litellm_proxy import start_proxy
+from clients.gateway_client import GatewaySession
+from clients.litellm_proxy import start_proxy
 from config import load_config
 from messages import GetMode, Introspect
 

@@ -7,7 +7,7 @@ import time
 import httpx2
 import pytest
 
-from actors.gateway_client import GatewayError, GatewaySession
+from clients.gateway_client import GatewayError, GatewaySession
 from messages import CrashNow, Introspect
 
 from .conftest import TOKEN, task_states, wait_until

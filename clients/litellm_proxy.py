@@ -9,7 +9,7 @@ its output goes to `$OMNI_HOME/logs/litellm.log`.
     proxy_status(cfg.litellm, cfg.home)
     # → {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
 
-    python -m actors.litellm_proxy status --config ~/.omni/config.yaml
+    python -m clients.litellm_proxy status --config ~/.omni/config.yaml
 """
 from __future__ import annotations
 
@@ -373,7 +373,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 # ---------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m actors.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1.
+    """python -m clients.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1.
 
     main(["status", "--config", "config/sandbox.yaml"])
     # → LiteLLM proxy http://127.0.0.1:14000: answers; pid 4242, 351 MB
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     from config import ConfigError, load_config, resolve_config_path
 
-    parser = argparse.ArgumentParser(prog="python -m actors.litellm_proxy",
+    parser = argparse.ArgumentParser(prog="python -m clients.litellm_proxy",
                                      description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("action", choices=("start", "stop", "restart", "status"))
     parser.add_argument("--config", help="the orchestrator's config (default: $OMNI_HOME/config.yaml, "
