@@ -10,10 +10,9 @@ from .proxy_keeper import ProxyKeeper
 from .router import Router
 from .state_store import StateStore
 from .system_mode import SystemMode
-from .task_lifecycle import IllegalTransition, TaskState, UnknownTask
 
 __all__ = ["BrainstemController", "HealthMonitor", "Directory",
            "Executor", "Gateway",
-           "IllegalTransition", "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor",
+           "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor",
            "SystemMode", "TaskState",
-           "TransitionFeed", "UnknownTask", "gateway_token", "read_gateway_url"]
+           "TransitionFeed", "gateway_token", "read_gateway_url"]

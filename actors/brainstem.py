@@ -24,7 +24,7 @@ from texts import say
 from runtime.journal import Journal
 from clients.local_model import LocalModel, LocalModelUnavailable
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from .task_lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"
 SUSPENDED = (TaskState.EXECUTING, TaskState.DISPATCHING, TaskState.IDLE)

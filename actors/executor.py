@@ -29,7 +29,7 @@ from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown
 from runtime.journal import Journal
 from clients.mcp_link import LinkLost, McpLink
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from .task_lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"
 

@@ -52,7 +52,7 @@ from surfaces.commands import CommandInterpreter, allowed, task_news
 from runtime.journal import Journal
 from clients.mcp_link import LinkLost, McpLink
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from .task_lifecycle import TaskState
+from store.lifecycle import TaskState
 
 STORE = "state_store"
 NEEDED_TOOLS = frozenset({"events_wait", "messages_send", "conversations_list", "messages_read"})

@@ -22,7 +22,7 @@ from messages.routing import RecordEvidence
 from routing.decide import KindDecision, after_model, choose_executor, decide_kind
 
 from runtime.supervised import ChildContext, SupervisedActor
-from .task_lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition, TaskState
 
 STORE = "state_store"
 GUARD = "litellm_guard"

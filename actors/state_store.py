@@ -57,30 +57,11 @@ from messages.im import (
 )
 
 from runtime.journal import Journal
-from .store_schema import (
-    INSERT_EVENT,
-    INSERT_TASK,
-    SELECT_TASK,
-    SELECT_TASK_BY_KEY,
-    UPDATE_TASK,
-    ActorState,
-    CostEntry,
-    ImInbound,
-    ImOutbound,
-    SystemEvent,
-    Task,
-    TaskEvent,
-    open_database,
-)
+from store.schema import (INSERT_EVENT, INSERT_TASK, SELECT_TASK, SELECT_TASK_BY_KEY, UPDATE_TASK, ActorState,
+                          CostEntry, ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database)
 from runtime.supervised import ChildContext, SupervisedActor
-from .task_lifecycle import (
-    INTERRUPTED_BY_RESTART,
-    IllegalTransition,
-    KeyReused,
-    TaskState,
-    UnknownTask,
-    check_transition,
-)
+from store.lifecycle import (INTERRUPTED_BY_RESTART, IllegalTransition, KeyReused, TaskState, UnknownTask,
+                             check_transition)
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
           RecordInbound, QueueOutbound, MarkSent)

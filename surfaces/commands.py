@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable
 from clients.budget import PERIOD_STARTS as PERIODS
 from actors.gateway_auth import TOKEN_FILE
 from clients.gateway_client import GatewayError, GatewaySession
-from actors.task_lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition, TaskState
 from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
 from config.schema import ImConfig
 from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,

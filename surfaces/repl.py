@@ -44,7 +44,7 @@ from rich.table import Table
 
 import messages
 from runtime.directory import Directory
-from actors import TaskState
+from store.lifecycle import TaskState
 from actors.gateway_tools import PERIODS
 from runtime.supervised import describe
 from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts

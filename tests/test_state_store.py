@@ -8,9 +8,10 @@ import pytest
 from runtime.supervisor import ChildSpec, Supervisor
 from runtime.directory import Directory
 from runtime.event_loop import EventLoopThread
-from actors import IllegalTransition, StateStore
+from store.lifecycle import IllegalTransition
+from actors import StateStore
 from runtime.journal import Journal
-from actors.task_lifecycle import LEGAL_TRANSITIONS, TaskState, check_transition
+from store.lifecycle import LEGAL_TRANSITIONS, TaskState, check_transition
 from config import SupervisionConfig
 from messages import CountTasksByState, CreateTask, GetTaskHistory, Transition
 
