@@ -23,13 +23,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from actors import (BrainstemController, Executor, Gateway, HealthMonitor, LiteLLMGuard, ProxyKeeper, Router,
-                    StateStore, SystemMode, TransitionFeed, gateway_token)
+                    StateStore, SystemMode, TransitionFeed)
+from gateway.auth import gateway_token
 from runtime.supervisor import ChildSpec, Supervisor
 from runtime.directory import Directory
 from runtime.event_loop import EventLoopThread
 from runtime.journal import Journal
 from actors.budget_warden import BudgetWarden
-from actors.gateway_auth import MissingToken
+from gateway.auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
 from dashboard import dashboard_source
 from surfaces.validate import report as validate_report

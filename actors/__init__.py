@@ -2,8 +2,7 @@
 from .brainstem import BrainstemController
 from .console import TransitionFeed
 from .executor import Executor
-from .gateway import Gateway, read_gateway_url
-from .gateway_auth import gateway_token
+from .gateway import Gateway
 from .health_monitor import HealthMonitor
 from .litellm_guard import LiteLLMGuard
 from .proxy_keeper import ProxyKeeper
@@ -15,4 +14,4 @@ __all__ = ["BrainstemController", "HealthMonitor", "Directory",
            "Executor", "Gateway",
            "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor",
            "SystemMode", "TaskState",
-           "TransitionFeed", "gateway_token", "read_gateway_url"]
+           "TransitionFeed"]

@@ -25,12 +25,10 @@ from dashboard import DashboardApp, DashboardSource, dashboard_url
 from config.schema import ImConfig
 from messages import ModeChanged, TaskChanged
 
-from .gateway_auth import BearerAuth
-from .gateway_tools import GatewayTools
+from gateway.address import URL_FILE
+from gateway.auth import BearerAuth
+from gateway.tools import GatewayTools
 from runtime.supervised import ChildContext, SupervisedActor
-
-URL_FILE = "gateway.url"
-
 
 class Gateway(SupervisedActor):
     def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],
@@ -109,7 +107,3 @@ class _Server(uvicorn.Server):
         if self._stopping is not None:
             self._stopping.set()
 
-
-def read_gateway_url(home: Path) -> str:
-    """Where the running supervisor's gateway listens (written at start, since the port may be 0)."""
-    return (home / URL_FILE).read_text().strip()

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from clients.budget import PERIOD_STARTS as PERIODS
-from actors.gateway_auth import TOKEN_FILE
+from gateway.auth import TOKEN_FILE
 from clients.gateway_client import GatewayError, GatewaySession
 from store.lifecycle import IllegalTransition, TaskState
 from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
@@ -352,7 +352,7 @@ def send_from_cli(text: str | None, sender: str | None, config_path: str | None)
 
 def send(text: str, sender: str, home: Path, token_env: str) -> tuple[int, str]:
     """Send one IM command through the running supervisor's gateway: (exit code, the reply or what went wrong)."""
-    from actors.gateway import read_gateway_url   # here: actors.gateway imports this module in turn
+    from gateway.address import read_gateway_url
     try:
         url = read_gateway_url(home)
     except FileNotFoundError:

@@ -45,7 +45,7 @@ from rich.table import Table
 import messages
 from runtime.directory import Directory
 from store.lifecycle import TaskState
-from actors.gateway_tools import PERIODS
+from gateway.tools import PERIODS
 from runtime.supervised import describe
 from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
 

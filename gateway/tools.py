@@ -26,7 +26,7 @@ from surfaces import commands as im_commands   # a module import: surfaces.comma
 
 from clients.budget import PERIOD_STARTS as PERIODS
 from runtime.directory import ActorUnavailable, Directory
-from .gateway_arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
+from .arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
 from store.lifecycle import IllegalTransition, KeyReused, TaskState
 
 STORE = "state_store"
