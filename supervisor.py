@@ -32,8 +32,8 @@ from runtime.journal import Journal
 from actors.budget_warden import BudgetWarden
 from gateway.auth import MissingToken
 from config import Config, ConfigError, load_config, resolve_config_path
+from cli.validate import report as validate_report
 from dashboard import dashboard_source
-from surfaces.validate import report as validate_report
 
 SUBSCRIBERS = ("router", "gateway", "console", "system_mode", "openclaw_bridge")
 
@@ -148,7 +148,7 @@ def configure_logging(cfg: Config) -> None:
 
 
 def run_drill_command(name: str | None, cfg: Config, console: Console) -> int:
-    from surfaces.drills import DrillError, run_drill
+    from cli.drills import DrillError, run_drill
     try:
         console.print(run_drill(name or "", cfg), highlight=False)
     except DrillError as error:
@@ -173,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.home:
         os.environ["OMNI_HOME"] = args.home
     if args.command == "proxy":
-        from clients.litellm_proxy import main as proxy_main
+        from cli.proxy import main as proxy_main
         return proxy_main([args.action or "status"] + (["--config", args.config] if args.config else []))
     if args.command == "send":
-        from surfaces.commands import send_from_cli
+        from cli.send import send_from_cli
         return send_from_cli(args.action, args.sender, args.config)
     if args.command == "repl":
         from config import omni_home
-        from surfaces.repl import attach
+        from cli.attach import attach
         return attach(omni_home())
     console = Console(file=sys.stdout)
     try:

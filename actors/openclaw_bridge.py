@@ -47,7 +47,7 @@ from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, M
                       Respawn, SaveState, TaskChanged, TaskView, WaitAgain)
 from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SeenInbound,
                          SendAgain, TranscriptsRead)
-from surfaces.commands import CommandInterpreter, allowed, task_news
+from commands.interpreter import CommandInterpreter, allowed, task_news
 
 from runtime.journal import Journal
 from clients.mcp_link import LinkLost, McpLink

@@ -21,8 +21,8 @@ from config.schema import ImConfig
 from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask,
                       GetTaskHistory,
                       Introspect, ListTasks, ReplyWhileDown, SumCosts, Transition)
+from commands import interpreter as im_commands
 from routing.explain import latest_evidence
-from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn
 
 from clients.budget import PERIOD_STARTS as PERIODS
 from runtime.directory import ActorUnavailable, Directory

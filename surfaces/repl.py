@@ -23,7 +23,6 @@ import io
 import logging
 import os
 import re
-import select
 import socket
 import stat
 import sys
@@ -58,7 +57,6 @@ SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "secret", "secrets",
 SECRET_VALUES = ((re.compile(r"(?i)\b(bearer\s+)\S+"), r"\1***"), (re.compile(r"\bsk-[\w-]{6,}"), "sk-***"))
 STATUS_STYLE = {"running": "green", "restarting": "yellow", "stopped": "red"}
 SNAPSHOT_WAIT_S = 1.0
-QUEUED_NOTICE_S = 2.0
 
 
 def socket_path(home: Path) -> Path:
@@ -247,7 +245,7 @@ class Introspection:
 
     def drill(self, name: str) -> None:
         """a sandbox fault drill: litellm-kill, cloud-outage, rate-limit, executor-crash, actor-crash"""
-        from surfaces.drills import DrillError, run_drill
+        from cli.drills import DrillError, run_drill
         if name == "actor-crash":   # `supervisor.py drill actor-crash` comes through this very REPL: crash directly
             self.crash("router")
             return
@@ -451,54 +449,3 @@ class _ThisThread:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session if threading.get_ident() == self._thread else self._others, name)
-
-
-# --- the client's end -----------------------------------------------------------------------------------------
-
-def attach(home: Path) -> int:
-    """`python supervisor.py repl`: relay this terminal to the running supervisor's REPL until Ctrl-D."""
-    path = socket_path(home)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as repl:
-        try:
-            repl.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            print(f"no supervisor is running with data in {home} (no REPL listens at {path}); start one with "
-                  "`python supervisor.py`, or name its data directory with --home", file=sys.stderr)
-            return 1
-        except OSError as error:
-            print(f"cannot reach the REPL at {path}: {error.strerror or error}", file=sys.stderr)
-            return 1
-        try:
-            _relay(repl)
-        except KeyboardInterrupt:
-            print("\ndetached", file=sys.stderr)
-    return 0
-
-
-def _relay(repl: socket.socket) -> None:
-    """Copy lines typed (the terminal stays in its own line mode) to the socket and the socket's output to stdout.
-    End of input (Ctrl-D) ends the session; the supervisor's closing of the socket ends the relay."""
-    stdin, out = sys.stdin.fileno(), sys.stdout.buffer
-    sources: list[Any] = [repl, stdin]
-    greeted = False
-    while True:
-        ready, _, _ = select.select(sources, [], [], None if greeted else QUEUED_NOTICE_S)
-        if not ready:
-            print("another REPL session is attached; yours starts when it ends (Ctrl-C gives up)", file=sys.stderr)
-            greeted = True
-        if repl in ready:
-            data = repl.recv(65536)
-            if not data:
-                if stdin in sources:                # not after our Ctrl-D: exit(), or the supervisor stopping
-                    print("\nthe session ended", file=sys.stderr)
-                return
-            greeted = True
-            out.write(data)
-            out.flush()
-        if stdin in ready:
-            typed = os.read(stdin, 65536)
-            if typed:
-                repl.sendall(typed)
-            else:
-                repl.shutdown(socket.SHUT_WR)
-                sources.remove(stdin)

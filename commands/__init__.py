@@ -1,0 +1,2 @@
+"""The IM command interpreter (`/status`, `/task 12`, plain text as a new task …): one for every route in,
+used by actors (the OpenClaw bridge, the gateway's `command` tool) and by surfaces alike."""
