@@ -1,6 +1,8 @@
-"""The supervised actors of Omni-Orchestrator, one per module (the runtime they run on: `runtime`)."""
-from .brainstem import BrainstemController
-from .console import TransitionFeed
+"""The supervised actors of Omni-Orchestrator, one per module, each registered under its module's name
+(`vocabulary.ActorName`; executors under their config names). The runtime they run on is `runtime`; the
+tree they form is `actor_tree`."""
+from .brainstem import Brainstem
+from .budget_warden import BudgetWarden
 from .executor import Executor
 from .gateway import Gateway
 from .health_monitor import HealthMonitor
@@ -9,9 +11,7 @@ from .proxy_keeper import ProxyKeeper
 from .router import Router
 from .state_store import StateStore
 from .system_mode import SystemMode
+from .transition_feed import TransitionFeed
 
-__all__ = ["BrainstemController", "HealthMonitor", "Directory",
-           "Executor", "Gateway",
-           "LiteLLMGuard", "ProxyKeeper", "Router", "StateStore", "SupervisedActor",
-           "SystemMode", "TaskState",
-           "TransitionFeed"]
+__all__ = ["Brainstem", "BudgetWarden", "Executor", "Gateway", "HealthMonitor", "LiteLLMGuard", "ProxyKeeper", "Router",
+           "StateStore", "SystemMode", "TransitionFeed"]

@@ -26,9 +26,10 @@ from texts import say
 
 from clients.budget import day_start, month_start
 from runtime.supervised import ChildContext, SupervisedActor
+from vocabulary import ActorName
 
-STORE = "state_store"
-OWNER = "budget_warden"
+STORE = ActorName.STATE_STORE
+OWNER = ActorName.BUDGET_WARDEN
 
 
 def shares_reached(spent: float, cap: float, warn_at: tuple[float, ...]) -> list[float]:
@@ -85,9 +86,9 @@ class BudgetWarden(SupervisedActor):
         self.directory.tell(STORE, RecordSystemEvent("notice", text, {"key": key, "to": list(to), "share": share,
                                                                      "task_id": task_id, "spent_usd": spent}))
         notice = Notice(key, text, to)
-        self.directory.tell("console", notice)
+        self.directory.tell(ActorName.TRANSITION_FEED, notice)
         if to:
-            self.directory.tell("openclaw_bridge", notice)
+            self.directory.tell(ActorName.OPENCLAW_BRIDGE, notice)
         if task_id is not None:
             self.directory.tell(STORE, RecordDecision(task_id, text))
 

@@ -29,9 +29,10 @@ from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown
 from runtime.journal import Journal
 from clients.mcp_link import LinkLost, McpLink
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from store.lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition
+from vocabulary import ActorName, TaskState
 
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 
 
 def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
@@ -84,7 +85,7 @@ class Executor(SupervisedActor):
     # --- lifecycle ---------------------------------------------------------------------------------------
     def started(self) -> None:
         if self._uses_route:
-            self._route_env = self.directory.ask("litellm_guard", CurrentRoute())
+            self._route_env = self.directory.ask(ActorName.LITELLM_GUARD, CurrentRoute())
         self._open_link()
         if self.context.incarnation > 0:
             self._retry_calls_lost_with_previous_incarnation()
@@ -286,5 +287,5 @@ class Executor(SupervisedActor):
         self.loop.tell_later(delay, self.actor_ref, Respawn(generation))
 
     def _tell_health(self) -> None:
-        self.directory.tell("router", ExecutorHealth(self.name, self._link_up, self._link_status,
+        self.directory.tell(ActorName.ROUTER, ExecutorHealth(self.name, self._link_up, self._link_status,
                                                      self.spec.slots - len(self._running)))

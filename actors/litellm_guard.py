@@ -15,7 +15,7 @@ While a managed proxy starts (with the tree, or in a planned restart) its silenc
 go direct until it answers, and the route shown says so. A start that fails, as the ProxyKeeper tells
 (or answers a new guard), is an outage at once: direct, `LiteLLMDown`, the repair flow.
 
-    future = directory.ask("litellm_guard", Complete(({"role": "user", "content": "ping"},), purpose="health"))
+    future = directory.ask(ActorName.LITELLM_GUARD, Complete(({"role": "user", "content": "ping"},), purpose="health"))
     future.result(timeout=30).route                # 'proxy'
 """
 from __future__ import annotations
@@ -42,9 +42,10 @@ from runtime.journal import Journal
 from clients.model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
                                  call_via_proxy, needs_litellm, probe_liveliness)
 from runtime.supervised import ChildContext, SupervisedActor, describe
+from vocabulary import ActorName
 
 log = logging.getLogger(__name__)
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 
 
 class NoModelAvailable(RuntimeError):
@@ -154,7 +155,7 @@ class LiteLLMGuard(SupervisedActor):
         if self._config.mode != "managed":
             return
         try:
-            reason = self.directory.ask("litellm_proxy", LastStartFailure(), timeout_s=2)
+            reason = self.directory.ask(ActorName.PROXY_KEEPER, LastStartFailure(), timeout_s=2)
         except ActorUnavailable:
             return   # no keeper now: its next start's outcome will be told
         if reason is not None:
@@ -173,7 +174,7 @@ class LiteLLMGuard(SupervisedActor):
         self.route = route
         self._journal.record("route", route=route, reason=why)
         self.directory.tell(STORE, RecordSystemEvent("route", f"model route → {route}: {why}"))
-        self.directory.tell("system_mode", LiteLLMDown(why) if route == "direct" else LiteLLMUp())
+        self.directory.tell(ActorName.SYSTEM_MODE, LiteLLMDown(why) if route == "direct" else LiteLLMUp())
         changed = RouteChanged(route, self._route_env())
         for name in self._route_listeners:
             self.directory.tell(name, changed)
@@ -239,7 +240,8 @@ class LiteLLMGuard(SupervisedActor):
                 timeouts += 1
                 refusals.append(f"{name}: {timed_out}")
                 if request.purpose != "health":   # a live call's timeout is evidence too (pings report their own)
-                    self.directory.tell("health_monitor", CloudAnswered(False, True, str(timed_out), real_call=True))
+                    self.directory.tell(ActorName.HEALTH_MONITOR,
+                                        CloudAnswered(False, True, str(timed_out), real_call=True))
             except CallFailed as failed:
                 refusals.append(f"{name}: {failed}")
         self._calls["failed"] += 1
@@ -261,14 +263,14 @@ class LiteLLMGuard(SupervisedActor):
                                               answer.tokens_out, usd, request.purpose))
         if reservation:   # the warden tells when this brought spend to a warning share of a cap
             spent = self.budget.snapshot()
-            self.directory.tell("budget_warden", PaidSpendBooked(request.task_id, spent["spent_today_usd"],
+            self.directory.tell(ActorName.BUDGET_WARDEN, PaidSpendBooked(request.task_id, spent["spent_today_usd"],
                                                                  spent["spent_month_usd"], time.time()))
         if tier.paid and notes:   # P1 refused within this call: a P1→P2 moment, and why (the dashboard plots it)
             self.directory.tell(STORE, RecordSystemEvent("tier_fallback", f"P1 → {tier.name}: {notes[0]}",
                                                          {"task_id": request.task_id, "purpose": request.purpose}))
         if first_paid:
             reason = notes[0] if notes else f"{request.purpose} asked for {tier.name}"
-            self.directory.tell("system_mode", Notice("paid_tier_started",
+            self.directory.tell(ActorName.SYSTEM_MODE, Notice("paid_tier_started",
                                                       say(self._locale, "paid_tier_started", reason=reason)))
         return Completion(answer.text, tier.name, answer.model, route, answer.tokens_in, answer.tokens_out, usd,
                           notes, request.correlation)

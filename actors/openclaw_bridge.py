@@ -52,9 +52,9 @@ from commands.interpreter import CommandInterpreter, allowed, task_news
 from runtime.journal import Journal
 from clients.mcp_link import LinkLost, McpLink
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from store.lifecycle import TaskState
+from vocabulary import ActorName, TaskState
 
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 NEEDED_TOOLS = frozenset({"events_wait", "messages_send", "conversations_list", "messages_read"})
 CATCH_UP_LIMIT = 200                     # tasks' news made good after a restart; also messages_read's maximum
 CONVERSATIONS_LIMIT = 500                # conversations_list's maximum

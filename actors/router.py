@@ -22,10 +22,11 @@ from messages.routing import RecordEvidence
 from routing.decide import KindDecision, after_model, choose_executor, decide_kind
 
 from runtime.supervised import ChildContext, SupervisedActor
-from store.lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition
+from vocabulary import ActorName, Mode, TaskState
 
-STORE = "state_store"
-GUARD = "litellm_guard"
+STORE = ActorName.STATE_STORE
+GUARD = ActorName.LITELLM_GUARD
 
 
 def kind_from_model_answer(answer: str, routing: RoutingConfig) -> str | None:
@@ -47,7 +48,7 @@ class Router(SupervisedActor):
         self._mode = "normal"
 
     def started(self) -> None:
-        self._mode = self.directory.ask("system_mode", GetMode())["mode"]
+        self._mode = self.directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"]
         self._reconcile(older_than_s=0)
         self.loop.tell_every(self._reconcile_interval_s, self.actor_ref, Reconcile())
 
@@ -68,7 +69,7 @@ class Router(SupervisedActor):
     def _dispatch(self, task: TaskView, decision: KindDecision | None = None) -> None:
         if task.task_id in self._classifying:
             return
-        if self._mode == "brainstem":
+        if self._mode == Mode.BRAINSTEM:
             self._park(task)
             return
         decision = decision or decide_kind(task, self._routing)

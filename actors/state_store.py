@@ -60,8 +60,9 @@ from runtime.journal import Journal
 from store.schema import (INSERT_EVENT, INSERT_TASK, SELECT_TASK, SELECT_TASK_BY_KEY, UPDATE_TASK, ActorState,
                           CostEntry, ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database)
 from runtime.supervised import ChildContext, SupervisedActor
-from store.lifecycle import (INTERRUPTED_BY_RESTART, IllegalTransition, KeyReused, TaskState, UnknownTask,
+from store.lifecycle import (INTERRUPTED_BY_RESTART, IllegalTransition, KeyReused, UnknownTask,
                              check_transition)
+from vocabulary import TaskState
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
           RecordInbound, QueueOutbound, MarkSent)

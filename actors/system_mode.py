@@ -31,10 +31,10 @@ from texts import say
 from runtime.journal import Journal
 from clients.litellm_proxy import log_tail
 from runtime.supervised import ChildContext, SupervisedActor
+from vocabulary import ActorName, MODE_LISTENERS, Mode, NOTICE_LISTENERS
 
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 HOUR_S = 3600.0
-MODE_LISTENERS = ("router", "brainstem", "health_monitor", "gateway", "console")
 
 
 class SystemMode(SupervisedActor):
@@ -46,7 +46,7 @@ class SystemMode(SupervisedActor):
         self._locale = locale
         self._journal = journal
         self._home = home
-        self.mode = "normal"
+        self.mode = Mode.NORMAL
         self._proxy_down = self._cloud_down = False
         self._down_reason = ""
         self._repair_task: int | None = None
@@ -56,11 +56,11 @@ class SystemMode(SupervisedActor):
 
     def started(self) -> None:
         last = self.directory.ask(STORE, LastSystemEvent("mode"))
-        if last and last["data"].get("mode") == "brainstem":   # the process died in brainstem mode
+        if last and last["data"].get("mode") == Mode.BRAINSTEM:   # the process died in brainstem mode
             self._cloud_down = True
             self._update_mode("still offline after a restart: staying in brainstem mode")
         if self.context.incarnation > 0 and self._litellm is not None:   # a restart: the guard knows the route
-            if self.directory.ask("litellm_guard", Introspect())["route"] == "direct":
+            if self.directory.ask(ActorName.LITELLM_GUARD, Introspect())["route"] == "direct":
                 self._proxy_down, self._down_reason = True, "found on direct calls after a restart"
                 self._update_mode(self._down_reason)
                 self._schedule_repair(0)
@@ -157,7 +157,7 @@ class SystemMode(SupervisedActor):
 
     # --- mode and notices ----------------------------------------------------------------------------------
     def _update_mode(self, why: str) -> None:
-        mode = "brainstem" if self._cloud_down else "degraded" if self._proxy_down else "normal"
+        mode = Mode.BRAINSTEM if self._cloud_down else Mode.DEGRADED if self._proxy_down else Mode.NORMAL
         if mode == self.mode:
             return
         previous, self.mode = self.mode, mode
@@ -175,8 +175,8 @@ class SystemMode(SupervisedActor):
         self._notices.append({"at": time.time(), "key": notice.key, "text": notice.text, "to": notice.to})
         self.directory.tell(STORE, RecordSystemEvent("notice", notice.text, {"key": notice.key, "to": list(notice.to),
                                                                              "wording": notice.wording}))
-        self.directory.tell("console", notice)
-        self.directory.tell("openclaw_bridge", notice)
+        for name in NOTICE_LISTENERS:
+            self.directory.tell(name, notice)
 
 
 def _duration(seconds: float) -> str:

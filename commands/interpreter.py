@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from clients.budget import PERIOD_STARTS as PERIODS
-from store.lifecycle import IllegalTransition, TaskState
+from store.lifecycle import IllegalTransition
+from vocabulary import ActorName, Mode, TaskState
 from config.schema import ImConfig
 from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
                       Introspect, ListTasks,
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 Ask = Callable[..., Awaitable[Any]]          # ask(actor_name, message, timeout_s=…) → the answer
 Tell = Callable[[str, Any], Any]             # tell(actor_name, message)
 
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 PERIOD_ALIASES = {"今天": "today", "今日": "today", "本週": "week", "本周": "week", "這週": "week", "这周": "week",
                   "本月": "month", "這個月": "month", "这个月": "month"}
 LIST_LIMIT = 10
@@ -125,13 +126,14 @@ class CommandInterpreter:
         return "\n".join(lines + [self._say("im_help_footer")])
 
     async def _status(self, argument: str, sender: str) -> str:
-        mode = (await self._ask("system_mode", GetMode()))["mode"]
-        route = (await self._ask("litellm_guard", Introspect()))["route"] if self._models else self._say("im_none")
+        mode = (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"]
+        route = ((await self._ask(ActorName.LITELLM_GUARD, Introspect()))["route"] if self._models
+                 else self._say("im_none"))
         counts = await self._ask(STORE, CountTasksByState())
         tasks = " · ".join(f"{count} {self._state(state)}" for state, count in counts.items() if count)
         return self._say("im_status", mode=mode, route=route, tasks=tasks or self._say("im_none"),
                          executors=" · ".join([await self._executor_line(name) for name in self._executors]),
-                         actors=self._actors_line(await self._ask("supervisor", Introspect())))
+                         actors=self._actors_line(await self._ask(ActorName.SUPERVISOR, Introspect())))
 
     async def _tasks(self, argument: str, sender: str) -> str:
         state = argument.lower() or None
@@ -191,29 +193,29 @@ class CommandInterpreter:
         lines += [self._say("im_cost_tier", tier=tier, usd=spent["usd"], calls=spent["calls"])
                   for tier, spent in sorted(tiers.items())] or [self._say("im_cost_none")]
         lines.append(self._say("im_cost_total", usd=sum(spent["usd"] for spent in tiers.values())))
-        budget = (await self._ask("litellm_guard", Introspect()))["budget"] if self._models else {}
+        budget = (await self._ask(ActorName.LITELLM_GUARD, Introspect()))["budget"] if self._models else {}
         if budget:
             lines.append(self._say("im_cost_budget", today=budget["spent_today_usd"], daily=budget["daily_cap_usd"],
                                    month=budget["spent_month_usd"], monthly=budget["monthly_cap_usd"]))
-        if url := (await self._ask("gateway", Introspect())).get("dashboard_url"):   # never the token itself
+        if url := (await self._ask(ActorName.GATEWAY, Introspect())).get("dashboard_url"):   # never the token itself
             lines.append(self._say("im_cost_dashboard", url=url))
         return "\n".join(lines)
 
     async def _mode(self, argument: str, sender: str) -> str:
-        mode = (await self._ask("system_mode", GetMode()))["mode"]
+        mode = (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"]
         return self._say("im_mode", mode=mode, meaning=self._say("im_sentence_gap").join(await self._mode_facts(mode)))
 
     async def _mode_facts(self, mode: str) -> list[str]:
         """What the mode means right now, each sentence read from the part it speaks of."""
-        facts = [self._say(f"mode_route_{(await self._ask('litellm_guard', Introspect()))['route']}")
+        facts = [self._say(f"mode_route_{(await self._ask(ActorName.LITELLM_GUARD, Introspect()))['route']}")
                  if self._models else self._say("mode_no_models")]
-        if mode == "brainstem":
-            model = (await self._ask("brainstem", Introspect()))["model"]
+        if mode == Mode.BRAINSTEM:
+            model = (await self._ask(ActorName.BRAINSTEM, Introspect()))["model"]
             facts.append(self._say("mode_brainstem_model" if model == "loaded" else "mode_brainstem_fixed"))
         elif not self._models:
             facts.append(self._say("mode_cloud_unwatched"))
         else:
-            health = await self._ask("health_monitor", Introspect())
+            health = await self._ask(ActorName.HEALTH_MONITOR, Introspect())
             facts.append(self._say("mode_cloud_unchecked") if health["pings"] == 0 else
                          self._say("mode_cloud_missing", count=health["consecutive_timeouts"])
                          if health["consecutive_timeouts"] else self._say("mode_cloud_up"))
@@ -223,8 +225,8 @@ class CommandInterpreter:
         if len(text) > DESCRIPTION_LIMIT:
             return self._say("im_task_too_long", limit=DESCRIPTION_LIMIT, length=len(text))
         task = await self._ask(STORE, CreateTask(text, sender=sender, source="im", idempotency_key=idempotency_key))
-        if (await self._ask("system_mode", GetMode()))["mode"] == "brainstem":   # as gateway_tools.submit_task
-            note = await self._ask("brainstem", ReplyWhileDown(text), timeout_s=30)
+        if (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"] == Mode.BRAINSTEM:   # as submit_task does
+            note = await self._ask(ActorName.BRAINSTEM, ReplyWhileDown(text), timeout_s=30)
             return self._say("im_task_created_down", task_id=task.task_id, note=note)
         return self._say("im_task_created", task_id=task.task_id)
 

@@ -27,10 +27,11 @@ from routing.explain import latest_evidence
 from clients.budget import PERIOD_STARTS as PERIODS
 from runtime.directory import ActorUnavailable, Directory
 from .arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
-from store.lifecycle import IllegalTransition, KeyReused, TaskState
+from store.lifecycle import IllegalTransition, KeyReused
+from vocabulary import ActorName, Mode, TaskState
 
-STORE = "state_store"
-GUARD = "litellm_guard"
+STORE = ActorName.STATE_STORE
+GUARD = ActorName.LITELLM_GUARD
 TIERS = ("P1", "P2")
 MAX_WAIT_S = 300.0
 MAX_LIST = 500
@@ -96,8 +97,8 @@ class GatewayTools:
         except KeyReused as reused:
             raise ToolError(f"'idempotency_key' {reused}") from None
         answer = {"task_id": task.task_id, "state": task.state}
-        if self.mode == "brainstem":   # the cloud is down: say so, in the brainstem's words
-            answer["note"] = await self._ask("brainstem", ReplyWhileDown(description), timeout_s=30)
+        if self.mode == Mode.BRAINSTEM:   # the cloud is down: say so, in the brainstem's words
+            answer["note"] = await self._ask(ActorName.BRAINSTEM, ReplyWhileDown(description), timeout_s=30)
         if wait_s is None:
             return answer
         with self._watching(task.task_id) as watch:   # news since the answer above is in `_settled` or comes
@@ -130,7 +131,7 @@ class GatewayTools:
 
     async def system_status(self) -> dict[str, Any]:
         """The system mode, the actors (with restarts and last errors), the executors' health, task counts."""
-        actors, counts = await asyncio.gather(self._ask("supervisor", Introspect()),
+        actors, counts = await asyncio.gather(self._ask(ActorName.SUPERVISOR, Introspect()),
                                               self._ask(STORE, CountTasksByState()))
         executors = {}
         for name in self._executors:
@@ -138,7 +139,7 @@ class GatewayTools:
                 executors[name] = await self._ask(name, Introspect(), timeout_s=2)
             except ToolError as down:
                 executors[name] = {"link": f"down: {down}"}
-        mode = await self._ask("system_mode", GetMode())
+        mode = await self._ask(ActorName.SYSTEM_MODE, GetMode())
         route = (await self._ask(GUARD, Introspect()))["route"] if self._models else None
         return {"mode": mode["mode"], "route": route, "actors": actors, "executors": executors, "tasks": counts}
 

@@ -43,7 +43,7 @@ from rich.table import Table
 
 import messages
 from runtime.directory import Directory
-from store.lifecycle import TaskState
+from vocabulary import ActorName, TaskState
 from gateway.tools import PERIODS
 from runtime.supervised import describe
 from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
@@ -51,7 +51,8 @@ from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, Lis
 log = logging.getLogger(__name__)
 
 WIDTH = 100
-SUPERVISOR, STORE, GUARD, HEALTH = "supervisor", "state_store", "litellm_guard", "health_monitor"
+SUPERVISOR, STORE, GUARD, HEALTH = (ActorName.SUPERVISOR, ActorName.STATE_STORE, ActorName.LITELLM_GUARD,
+                                   ActorName.HEALTH_MONITOR)
 SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "secret", "secrets", "password", "passwd",
                           "authorization", "credential", "credentials", "bearer"})
 SECRET_VALUES = ((re.compile(r"(?i)\b(bearer\s+)\S+"), r"\1***"), (re.compile(r"\bsk-[\w-]{6,}"), "sk-***"))
@@ -192,7 +193,7 @@ class Introspection:
         """the system mode, the model route and the cloud's health"""
         children = {child["name"] for child in self._directory.ask(SUPERVISOR, Introspect())}
         grid = Table.grid(padding=(0, 2))
-        grid.add_row("[bold]mode[/]", self._directory.ask("system_mode", GetMode())["mode"])
+        grid.add_row("[bold]mode[/]", self._directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"])
         grid.add_row("[bold]route[/]", self._directory.ask(GUARD, Introspect())["route"] if GUARD in children
                      else "none: no model route is configured")
         grid.add_row("[bold]cloud[/]", self._directory.ask(HEALTH, Introspect())["cloud"] if HEALTH in children

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-import supervisor
+import actor_tree
 from runtime.directory import Directory
 from runtime.event_loop import EventLoopThread
 from runtime.journal import Journal
@@ -118,7 +118,7 @@ def start_tree(omni_home):
         loop = EventLoopThread().start()
         directory = Directory()
         escalations: list[str] = []
-        specs = supervisor.build_tree(cfg, journal, Console(file=open(os.devnull, "w")), TOKEN)
+        specs = actor_tree.build_tree(cfg, journal, Console(file=open(os.devnull, "w")), TOKEN)
         tree_ref = Supervisor.start(specs, cfg.supervision, loop, directory, on_escalation=escalations.append)
         directory.register("supervisor", tree_ref)
         tree = Tree(cfg, directory, loop, tree_ref, journal, escalations)

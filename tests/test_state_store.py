@@ -11,7 +11,8 @@ from runtime.event_loop import EventLoopThread
 from store.lifecycle import IllegalTransition
 from actors import StateStore
 from runtime.journal import Journal
-from store.lifecycle import LEGAL_TRANSITIONS, TaskState, check_transition
+from store.lifecycle import LEGAL_TRANSITIONS, check_transition
+from vocabulary import TaskState
 from config import SupervisionConfig
 from messages import CountTasksByState, CreateTask, GetTaskHistory, Transition
 
