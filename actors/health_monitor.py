@@ -16,7 +16,7 @@ from messages import CloudAnswered, CloudDown, CloudUp, Complete, GetMode, ModeC
 
 from runtime.journal import Journal
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from vocabulary import ActorName, Mode
+from vocabulary import ActorName, Mode, Tier
 
 PING = ({"role": "user", "content": "ping"},)
 
@@ -56,7 +56,7 @@ class HealthMonitor(SupervisedActor):
         if self._pinging:
             return
         self._pinging, self._pings = True, self._pings + 1
-        ask = Complete(PING, tier="P1", purpose="health", max_tokens=1, allow_fallback=False,
+        ask = Complete(PING, tier=Tier.P1, purpose="health", max_tokens=1, allow_fallback=False,
                        timeout_s=self._config.timeout_s, probe=True)
         try:
             future = self.directory.ask(ActorName.LITELLM_GUARD, ask, timeout_s=5)

@@ -42,7 +42,7 @@ from runtime.journal import Journal
 from clients.model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
                                  call_via_proxy, needs_litellm, probe_liveliness)
 from runtime.supervised import ChildContext, SupervisedActor, describe
-from vocabulary import ActorName
+from vocabulary import ActorName, Tier
 
 log = logging.getLogger(__name__)
 STORE = ActorName.STATE_STORE
@@ -190,7 +190,7 @@ class LiteLLMGuard(SupervisedActor):
 
     # --- tiers ---------------------------------------------------------------------------------------------
     def _choose_tier(self, wanted: str) -> TierChoice:
-        free, paid = self._config.tiers["P1"], self._config.tiers["P2"]
+        free, paid = self._config.tiers[Tier.P1], self._config.tiers[Tier.P2]
         refusal = self.budget.refusal()
         if wanted == free.name:
             if not self._cooling(free.name):
@@ -221,7 +221,7 @@ class LiteLLMGuard(SupervisedActor):
         return future
 
     async def _call(self, request: Complete) -> Completion:
-        plan = [request.tier] + (["P2"] if request.tier == "P1" and request.allow_fallback else [])
+        plan = [request.tier] + ([Tier.P2] if request.tier == Tier.P1 and request.allow_fallback else [])
         refusals: list[str] = []
         timeouts = 0
         for name in plan:

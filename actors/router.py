@@ -23,7 +23,7 @@ from routing.decide import KindDecision, after_model, choose_executor, decide_ki
 
 from runtime.supervised import ChildContext, SupervisedActor
 from store.lifecycle import IllegalTransition
-from vocabulary import ActorName, Mode, TaskState
+from vocabulary import ActorName, Mode, TaskState, Tier
 
 STORE = ActorName.STATE_STORE
 GUARD = ActorName.LITELLM_GUARD
@@ -129,7 +129,7 @@ class Router(SupervisedActor):
         question = ({"role": "system", "content": f"Classify the user's task as exactly one of: {kinds}. "
                                                   "Answer with that one word."},
                     {"role": "user", "content": task.description})
-        self.directory.tell(GUARD, Complete(question, tier="P1", task_id=task.task_id, purpose="classify",
+        self.directory.tell(GUARD, Complete(question, tier=Tier.P1, task_id=task.task_id, purpose="classify",
                                             max_tokens=8, allow_fallback=False, reply_to=self.name,
                                             correlation=task.task_id))
 

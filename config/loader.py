@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
+from vocabulary import TIERS, Tier
 
 from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig,
                      LiteLLMConfig, RepairConfig,
@@ -215,7 +216,7 @@ def _litellm(node: _Node, backup_keys: dict[str, str]) -> LiteLLMConfig:
     mode = node.choice("mode", ("managed", "external"), "external")
     defaults = LiteLLMConfig(mode="external", url="", tiers={})
     tiers = {name: _tier(name, tier, backup_keys) for name, tier in node.child("tiers").items()}
-    if list(tiers) != ["P1", "P2"]:
+    if list(tiers) != list(TIERS):
         raise ConfigError(node.file, node.key("tiers"), "the tiers P1 (free) and P2 (paid), in that order",
                           ", ".join(tiers) or "none")
     managed = mode == "managed"
@@ -552,7 +553,7 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
             raise ConfigError(rule.file, rule.key("executors"), "at least one executor name")
         rules.append(RoutingRule(kind=rule.name("kind"), executors=tuple(names),
                                  patterns=tuple(rule.pattern_list("match")),
-                                 tier=rule.choice("tier", ("P1", "P2"), "P1")))
+                                 tier=rule.choice("tier", TIERS, Tier.P1)))
     if not rules:
         raise ConfigError(node.file, node.key("rules"), "at least one routing rule")
     kinds = [rule.kind for rule in rules]

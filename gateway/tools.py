@@ -28,11 +28,10 @@ from clients.budget import PERIOD_STARTS as PERIODS
 from runtime.directory import ActorUnavailable, Directory
 from .arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
 from store.lifecycle import IllegalTransition, KeyReused
-from vocabulary import ActorName, Mode, TaskState
+from vocabulary import ActorName, Mode, TIERS, TaskState
 
 STORE = ActorName.STATE_STORE
 GUARD = ActorName.LITELLM_GUARD
-TIERS = ("P1", "P2")
 MAX_WAIT_S = 300.0
 MAX_LIST = 500
 LIST_PREVIEW = 300                   # characters of a description, result or error in `list_tasks`
