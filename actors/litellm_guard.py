@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import re
 import time
 from typing import Any
 
@@ -34,6 +33,7 @@ from messages import (ChooseTier, CloudAnswered, Complete, Completion, Completio
                       RouteChanged, SumCosts, TierChoice)
 from messages.budget import PaidSpendBooked
 from messages.models import LastStartFailure, ProxyDidNotStart, Route
+from redaction import redact_text
 from texts import say
 
 from clients.budget import Budget, BudgetExceeded, day_start, month_start
@@ -245,7 +245,7 @@ class LiteLLMGuard(SupervisedActor):
             except CallFailed as failed:
                 refusals.append(f"{name}: {failed}")
         self._calls["failed"] += 1
-        raise NoModelAvailable(self._redact("; ".join(refusals) or "no tier configured"),
+        raise NoModelAvailable(redact_text("; ".join(refusals) or "no tier configured", self._secrets),
                                timed_out=timeouts > 0 and timeouts == len(refusals))
 
     async def _call_tier(self, tier: TierConfig, request: Complete, notes: tuple[str, ...]) -> Completion:
@@ -284,11 +284,6 @@ class LiteLLMGuard(SupervisedActor):
             except ProxyUnreachable as unreachable:
                 self._tell_self(ProbeResult(False, f"a call could not reach the proxy: {unreachable}"))
         return "direct", await call_direct(self._client, tier, request.messages, request.max_tokens, timeout)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return re.sub(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+", r"\1***", text)
 
     def _tell_self(self, message: Any) -> None:
         if self.actor_ref.is_alive():

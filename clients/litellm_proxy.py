@@ -28,6 +28,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from config import LiteLLMConfig
+from redaction import redact_text
 
 HOST = "127.0.0.1"            # no master key: the proxy accepts any key, so it listens on loopback only
 POLL_S = 0.1
@@ -38,14 +39,6 @@ _PROCFS = Path("/proc/self/status").exists()   # Linux; macOS asks `ps`
 _children: dict[int, subprocess.Popen] = {}   # proxies spawned here: polled so they never stay zombies
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_SECRETS = [
-    (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{4,}"), r"\1-***"),
-    (re.compile(r"(?i)\b(bearer)\s+[^\s\"',]+"), r"\1 ***"),
-    (re.compile(r"(?i)\b(api[_-]?key|token|secret|password|authorization)([\"']?\s*[:=]\s*[\"']?)"
-                r"(?!bearer\s)[^\s\"',}]+"), r"\1\2***"),
-    (re.compile(r"\beyJ[\w-]+\.[\w-]+(\.[\w-]+)?"), "***"),   # JWTs
-]
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9_+\-]{32,}={0,2}")   # hex ids, base64 keys (no '/': paths stay readable)
 
 
 class ProxyStartFailed(RuntimeError):
@@ -209,25 +202,10 @@ def log_tail(home: Path, lines: int = 40) -> str:
             text = log.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(redact(line) for line in _ANSI.sub("", text).splitlines()[-lines:])
-
-
-def redact(text: str) -> str:
-    """`text` with API keys, bearer tokens and long random-looking tokens replaced by ***.
-
-    >>> redact('auth: Bearer abc.def key=sk-test-123456789 id 0123456789abcdef0123456789abcdef')
-    'auth: Bearer *** key=sk-*** id ***'
-    """
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return _LONG_TOKEN.sub(lambda m: "***" if _random_looking(m.group()) else m.group(), text)
+    return "\n".join(redact_text(line) for line in _ANSI.sub("", text).splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------- helpers
-
-def _random_looking(token: str) -> bool:
-    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-
 
 def _port(url: str) -> int:
     parts = urlsplit(url)

@@ -22,7 +22,6 @@ import errno
 import io
 import logging
 import os
-import re
 import socket
 import stat
 import sys
@@ -31,7 +30,7 @@ import time
 import types
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import manhole
 import pykka
@@ -42,6 +41,7 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 import messages
+from redaction import redact
 from runtime.directory import Directory
 from vocabulary import ActorName, TaskState
 from gateway.tools import PERIODS
@@ -53,40 +53,12 @@ log = logging.getLogger(__name__)
 WIDTH = 100
 SUPERVISOR, STORE, GUARD, HEALTH = (ActorName.SUPERVISOR, ActorName.STATE_STORE, ActorName.LITELLM_GUARD,
                                    ActorName.HEALTH_MONITOR)
-SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "secret", "secrets", "password", "passwd",
-                          "authorization", "credential", "credentials", "bearer"})
-SECRET_VALUES = ((re.compile(r"(?i)\b(bearer\s+)\S+"), r"\1***"), (re.compile(r"\bsk-[\w-]{6,}"), "sk-***"))
 STATUS_STYLE = {"running": "green", "restarting": "yellow", "stopped": "red"}
 SNAPSHOT_WAIT_S = 1.0
 
 
 def socket_path(home: Path) -> Path:
     return home / "run" / "repl.sock"
-
-
-# --- secrets --------------------------------------------------------------------------------------------------
-
-def is_secret_name(name: str) -> bool:
-    """`api_key`, `OPENAI_API_KEY`, `x-api-key`, `apiKey`, `gateway_token`, `Authorization` are; `tokens_in` is not."""
-    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower())
-    return any(word in SECRET_WORDS for word in words)
-
-
-def redact(value: Any) -> Any:
-    """A copy of `value` where every value under a secret-looking name, and every bearer or `sk-` key, is "***"."""
-    if isinstance(value, Mapping):
-        return {k: "***" if is_secret_name(str(k)) else redact(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: "***" if is_secret_name(f.name) else redact(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    if isinstance(value, (tuple, set, frozenset)):
-        return tuple(redact(item) for item in value)
-    if isinstance(value, str):
-        for pattern, replacement in SECRET_VALUES:
-            value = pattern.sub(replacement, value)
-    return value
 
 
 # --- the helpers ----------------------------------------------------------------------------------------------
