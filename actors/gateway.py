@@ -39,7 +39,7 @@ class Gateway(SupervisedActor):
         self._config = gateway
         self._token = token
         self._home = home
-        self._tools = GatewayTools(context.directory, kinds, executors, models, im)
+        self._tools = GatewayTools(self.directory, kinds, executors, models, im)
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""

@@ -25,7 +25,7 @@ from commands import interpreter as im_commands
 from routing.explain import latest_evidence
 
 from clients.budget import PERIOD_STARTS as PERIODS
-from runtime.directory import ActorUnavailable, Directory
+from runtime.directory import ActorUnavailable, Caller, Directory
 from .arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
 from store.lifecycle import IllegalTransition, KeyReused
 from vocabulary import ActorName, Mode, TIERS, TaskState
@@ -63,11 +63,11 @@ class _Watch:
 
 
 class GatewayTools:
-    def __init__(self, directory: Directory, kinds: tuple[str, ...], executors: tuple[str, ...],
+    def __init__(self, directory: Directory | Caller, kinds: tuple[str, ...], executors: tuple[str, ...],
                  models: bool = False, im: ImConfig | None = None):
         self._directory = directory
         self._models = models
-        self.mode = "normal"          # kept current by the Gateway actor (ModeChanged)
+        self.mode = Mode.NORMAL       # kept current by the Gateway actor (ModeChanged)
         self._executors = executors
         self.waiting: dict[int, list[_Watch]] = {}
         self._settled: OrderedDict[int, Any] = OrderedDict()   # task → its finished view, newest last

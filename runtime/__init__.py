@@ -6,11 +6,11 @@ stable names, the one asyncio loop, and the journal.
 ...                         SupervisionConfig(), loop, directory)
 >>> directory.ask("state_store", CreateTask("hello"))
 """
-from .directory import ActorUnavailable, Directory
+from .directory import ActorUnavailable, Caller, Directory, IncarnationStopped
 from .event_loop import EventLoopThread
 from .journal import Journal
 from .supervised import ChildContext, DrillCrash, SupervisedActor, describe
 from .supervisor import ChildSpec, ChildWouldNotStart, Supervisor
 
-__all__ = ["ActorUnavailable", "ChildContext", "ChildSpec", "ChildWouldNotStart", "Directory", "DrillCrash",
-           "EventLoopThread", "Journal", "SupervisedActor", "Supervisor", "describe"]
+__all__ = ["ActorUnavailable", "Caller", "ChildContext", "ChildSpec", "ChildWouldNotStart", "Directory", "DrillCrash",
+           "EventLoopThread", "IncarnationStopped", "Journal", "SupervisedActor", "Supervisor", "describe"]

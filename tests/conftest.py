@@ -30,7 +30,7 @@ import yaml
 from rich.console import Console
 
 import actor_tree
-from runtime.directory import Directory
+from runtime.directory import Directory, Watcher
 from runtime.event_loop import EventLoopThread
 from runtime.journal import Journal
 from runtime.supervisor import Supervisor
@@ -112,11 +112,14 @@ def _introspect():
 def start_tree(omni_home):
     trees: list[Tree] = []
 
-    def start(config_path: Path, wait_for_executors: bool = True) -> Tree:
+    def start(config_path: Path, wait_for_executors: bool = True, watchers: tuple[Watcher, ...] = ()) -> Tree:
+        """`watchers`: called on every ask in the tree from its start (`Directory.watch`)."""
         cfg = load_config(config_path)
         journal = Journal(cfg.log_dir)
         loop = EventLoopThread().start()
         directory = Directory()
+        for watcher in watchers:
+            directory.watch(watcher)
         escalations: list[str] = []
         specs = actor_tree.build_tree(cfg, journal, Console(file=open(os.devnull, "w")), TOKEN)
         tree_ref = Supervisor.start(specs, cfg.supervision, loop, directory, on_escalation=escalations.append)
