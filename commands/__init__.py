@@ -1,2 +1,3 @@
 """The IM command interpreter (`/status`, `/task 12`, plain text as a new task …): one for every route in,
-used by actors (the OpenClaw bridge, the gateway's `command` tool) and by surfaces alike."""
+used by actors (the OpenClaw bridge, the gateway's `command` tool) and by surfaces alike; and the system's
+status (`status`), composed once for the gateway, IM and the REPL."""

@@ -33,11 +33,13 @@ from clients.budget import PERIOD_STARTS as PERIODS
 from store.lifecycle import IllegalTransition
 from vocabulary import ActorName, Mode, TaskState
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
+from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CreateTask, GetMode, GetTask, GetTaskHistory,
                       Introspect, ListTasks,
                       RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
 from routing.explain import latest_evidence, why_lines
 from texts import say
+
+from .status import system_status
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +128,13 @@ class CommandInterpreter:
         return "\n".join(lines + [self._say("im_help_footer")])
 
     async def _status(self, argument: str, sender: str) -> str:
-        mode = (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"]
-        route = ((await self._ask(ActorName.LITELLM_GUARD, Introspect()))["route"] if self._models
-                 else self._say("im_none"))
-        counts = await self._ask(STORE, CountTasksByState())
-        tasks = " · ".join(f"{count} {self._state(state)}" for state, count in counts.items() if count)
-        return self._say("im_status", mode=mode, route=route, tasks=tasks or self._say("im_none"),
-                         executors=" · ".join([await self._executor_line(name) for name in self._executors]),
-                         actors=self._actors_line(await self._ask(ActorName.SUPERVISOR, Introspect())))
+        status = await system_status(self._ask, self._executors)
+        tasks = " · ".join(f"{count} {self._state(state)}" for state, count in status["tasks"].items() if count)
+        return self._say("im_status", mode=status["mode"], route=status["route"] or self._say("im_none"),
+                         tasks=tasks or self._say("im_none"),
+                         executors=" · ".join(self._executor_line(name, snapshot["link"])
+                                              for name, snapshot in status["executors"].items()),
+                         actors=self._actors_line(status["actors"]))
 
     async def _tasks(self, argument: str, sender: str) -> str:
         state = argument.lower() or None
@@ -258,11 +259,7 @@ class CommandInterpreter:
             return self._say(refused_key, task_id=task.task_id, state=self._state(task.state))
         return self._say(done_key, task_id=moved.task_id)
 
-    async def _executor_line(self, name: str) -> str:
-        try:
-            link = (await self._ask(name, Introspect(), timeout_s=2))["link"]
-        except Exception as error:            # restarting: it says so
-            link = f"down: {error}"
+    def _executor_line(self, name: str, link: str) -> str:
         if link == "up":
             return self._say("im_executor_up", name=name)
         return self._say("im_executor_down", name=name, why=_short(link.removeprefix("down: "), SHORT))

@@ -18,11 +18,12 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask,
+from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CreateTask, GetTask,
                       GetTaskHistory,
                       Introspect, ListTasks, ReplyWhileDown, SumCosts, Transition)
 from commands import interpreter as im_commands
 from routing.explain import latest_evidence
+from commands.status import system_status
 
 from clients.budget import PERIOD_STARTS as PERIODS
 from runtime.directory import ActorUnavailable, Caller, Directory
@@ -129,18 +130,9 @@ class GatewayTools:
         return {"task_id": task.task_id, "state": task.state}
 
     async def system_status(self) -> dict[str, Any]:
-        """The system mode, the actors (with restarts and last errors), the executors' health, task counts."""
-        actors, counts = await asyncio.gather(self._ask(ActorName.SUPERVISOR, Introspect()),
-                                              self._ask(STORE, CountTasksByState()))
-        executors = {}
-        for name in self._executors:
-            try:
-                executors[name] = await self._ask(name, Introspect(), timeout_s=2)
-            except ToolError as down:
-                executors[name] = {"link": f"down: {down}"}
-        mode = await self._ask(ActorName.SYSTEM_MODE, GetMode())
-        route = (await self._ask(GUARD, Introspect()))["route"] if self._models else None
-        return {"mode": mode["mode"], "route": route, "actors": actors, "executors": executors, "tasks": counts}
+        """The system mode, the model route and the cloud, the actors (with restarts and last errors), the
+        executors' health, task counts."""
+        return await system_status(self._ask, self._executors)
 
     async def cost_report(self, period: str = "today") -> dict[str, Any]:
         """Model spend per tier for `today`, `week` (the last 7 days) or `month`, against the paid budget."""

@@ -41,12 +41,13 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 import messages
+from commands.status import system_status_now
 from redaction import redact
 from runtime.directory import Directory
 from vocabulary import ActorName, TaskState
 from gateway.tools import PERIODS
 from runtime.supervised import describe
-from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
+from messages import CrashNow, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +164,11 @@ class Introspection:
 
     def mode(self) -> None:
         """the system mode, the model route and the cloud's health"""
-        children = {child["name"] for child in self._directory.ask(SUPERVISOR, Introspect())}
+        status = system_status_now(self._directory.ask)
         grid = Table.grid(padding=(0, 2))
-        grid.add_row("[bold]mode[/]", self._directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"])
-        grid.add_row("[bold]route[/]", self._directory.ask(GUARD, Introspect())["route"] if GUARD in children
-                     else "none: no model route is configured")
-        grid.add_row("[bold]cloud[/]", self._directory.ask(HEALTH, Introspect())["cloud"] if HEALTH in children
-                     else "not watched: no model route is configured")
+        grid.add_row("[bold]mode[/]", status["mode"])
+        grid.add_row("[bold]route[/]", status["route"] or "none: no model route is configured")
+        grid.add_row("[bold]cloud[/]", status["cloud"] or "not watched: no model route is configured")
         show(grid)
 
     def cost(self, period: str = "today") -> None:
