@@ -25,7 +25,7 @@ from rich.markup import escape
 from actor_tree import build_tree
 from cli.validate import report as validate_report
 from config import Config, ConfigError, load_config, resolve_config_path
-from gateway.auth import MissingToken, gateway_token
+from gateway import MissingToken, gateway_token
 from runtime import Directory, EventLoopThread, Journal, Supervisor
 from vocabulary import ActorName
 

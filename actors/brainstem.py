@@ -16,15 +16,13 @@ import asyncio
 import time
 from typing import Any
 
+from clients import LocalModel, LocalModelUnavailable
 from config import BrainstemConfig
 from messages import (GetMode, ListTasks, LocalModelSettled, ModeChanged, Notice, RecordSystemEvent, ReplyWhileDown,
                       Transition)
+from runtime import ChildContext, Journal, SupervisedActor, describe
+from store import IllegalTransition
 from texts import say
-
-from runtime.journal import Journal
-from clients.local_model import LocalModel, LocalModelUnavailable
-from runtime.supervised import ChildContext, SupervisedActor, describe
-from store.lifecycle import IllegalTransition
 from vocabulary import ActorName, Mode, TaskState
 
 STORE = ActorName.STATE_STORE

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from clients import day_start, month_start
 from config import BudgetConfig
 from messages import Notice, RecordDecision, RecordSystemEvent
 from messages.budget import PaidSpendBooked
 from messages.im import LoadState, SaveState
 from messages.tasks import GetTask
+from runtime import ChildContext, SupervisedActor
 from texts import say
-
-from clients.budget import day_start, month_start
-from runtime.supervised import ChildContext, SupervisedActor
 from vocabulary import ActorName
 
 STORE = ActorName.STATE_STORE

@@ -22,15 +22,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Mapping
 
+from clients import LinkLost, McpLink
 from config import ExecutorConfig
 from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
                       RecordProgress, Respawn, RouteChanged, TaskChanged, TaskView, Transition)
-
-from runtime.journal import Journal
-from clients.mcp_link import LinkLost, McpLink
-from runtime.link_supervisor import LinkSupervisor
-from runtime.supervised import ChildContext, SupervisedActor, describe
-from store.lifecycle import IllegalTransition
+from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
+from store import IllegalTransition
 from vocabulary import ActorName, TaskState
 
 STORE = ActorName.STATE_STORE

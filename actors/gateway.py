@@ -23,12 +23,9 @@ import uvicorn
 from config import GatewayConfig
 from dashboard import DashboardApp, DashboardSource, dashboard_url
 from config.schema import ImConfig
+from gateway import BearerAuth, GatewayTools, URL_FILE
 from messages import ModeChanged, TaskChanged
-
-from gateway.address import URL_FILE
-from gateway.auth import BearerAuth
-from gateway.tools import GatewayTools
-from runtime.supervised import ChildContext, SupervisedActor
+from runtime import ChildContext, SupervisedActor
 
 class Gateway(SupervisedActor):
     def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],

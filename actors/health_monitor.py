@@ -13,9 +13,7 @@ from typing import Any
 
 from config import HealthConfig
 from messages import CloudAnswered, CloudDown, CloudUp, Complete, GetMode, ModeChanged, PingCloud
-
-from runtime.journal import Journal
-from runtime.supervised import ChildContext, SupervisedActor, describe
+from runtime import ChildContext, Journal, SupervisedActor, describe
 from vocabulary import ActorName, Mode, Tier
 
 PING = ({"role": "user", "content": "ping"},)

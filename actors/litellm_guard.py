@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx2
 
+from clients import (Answer, Budget, BudgetExceeded, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited,
+                     call_direct, call_via_proxy, day_start, month_start, needs_litellm, probe_liveliness)
 from config import BudgetConfig, LiteLLMConfig, TierConfig
 from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown,
                       LiteLLMUp, Notice, Probe, ProbeResult, ProxyRestarting, RecordCost, RecordSystemEvent,
@@ -34,14 +36,8 @@ from messages import (ChooseTier, CloudAnswered, Complete, Completion, Completio
 from messages.budget import PaidSpendBooked
 from messages.models import LastStartFailure, ProxyDidNotStart, Route
 from redaction import redact_text
+from runtime import ActorUnavailable, ChildContext, Journal, SupervisedActor, describe
 from texts import say
-
-from clients.budget import Budget, BudgetExceeded, day_start, month_start
-from runtime.directory import ActorUnavailable
-from runtime.journal import Journal
-from clients.model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
-                                 call_via_proxy, needs_litellm, probe_liveliness)
-from runtime.supervised import ChildContext, SupervisedActor, describe
 from vocabulary import ActorName, Tier
 
 log = logging.getLogger(__name__)

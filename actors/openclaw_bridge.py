@@ -39,20 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import mcp_types
-from mcp.shared.exceptions import MCPError
-
+from clients import BridgeLink, LinkLost
+from commands import CommandInterpreter, allowed, task_news
 from config.schema import ImConfig
 from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, MessageSent, Notice, RecordSystemEvent,
                       Respawn, SaveState, TaskChanged, TaskView, WaitAgain)
 from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SeenInbound,
                          SendAgain, TranscriptsRead)
-from commands.interpreter import CommandInterpreter, allowed, task_news
-
-from runtime.journal import Journal
-from clients.mcp_link import LinkLost, McpLink, session_lost
-from runtime.link_supervisor import LinkSupervisor
-from runtime.supervised import ChildContext, SupervisedActor, describe
+from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
 from vocabulary import ActorName, TaskState
 
 STORE = ActorName.STATE_STORE
@@ -68,34 +62,6 @@ KEPT_LINKS: dict[tuple[int, str], tuple[str, BridgeLink]] = {}
 # Sends on their way, which a crash of their actor does not stop: its next incarnation waits for them rather
 # than sending them again. (the loop's id, the actor's name, outbound id) → the call.
 IN_FLIGHT: dict[tuple[int, str, int], concurrent.futures.Future[Any]] = {}
-
-
-class BridgeCallFailed(Exception):
-    """The bridge answered a call with an error, or not in time (the link itself is still open)."""
-
-
-class BridgeLink(McpLink):
-    """An McpLink whose calls answer the tool's structured content: the bridge puts its data there (and
-    only a summary such as `event 3` in the text, which is all `McpLink.call` returns)."""
-
-    async def call_json(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        session = self._session
-        if not self.is_open or session is None:
-            raise LinkLost(f"{self._where()}: {self._lost_reason or 'link is not open'}")
-        try:
-            result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
-        except MCPError as error:
-            # A call that gets no answer in time: the real bridge wedges so after its gateway restarts (sends
-            # hang for 30 s and more); a new bridge process connects afresh, and the transcripts make good the rest.
-            closed = session_lost(error) or error.error.code == mcp_types.REQUEST_TIMEOUT
-            if closed:
-                self._lose(error.error.message)
-                raise LinkLost(f"{self._where()}: {error.error.message}") from error
-            raise BridgeCallFailed(f"{tool}: {error.error.message}") from None
-        if result.is_error:
-            texts = [block.text for block in result.content if getattr(block, "type", "") == "text"]
-            raise BridgeCallFailed(f"{tool}: {' '.join(texts) or 'error'}")
-        return dict(result.structured_content or {})
 
 
 def inbound_message(event: Mapping[str, Any]) -> InboundMessage | None:

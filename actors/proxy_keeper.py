@@ -21,13 +21,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from clients import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
 from config import LiteLLMConfig
 from messages import CheckProxyMemory, ProxyActionDone, ProxyRestarting, RecordSystemEvent
 from messages.models import LastStartFailure, ProxyDidNotStart, ProxyRead, ReadProxy
-
-from runtime.journal import Journal
-from clients.litellm_proxy import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
-from runtime.supervised import ChildContext, SupervisedActor, describe
+from runtime import ChildContext, Journal, SupervisedActor, describe
 from vocabulary import ActorName
 
 CHECK_EVERY_PROBES = 5

@@ -21,8 +21,8 @@ from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execut
 from messages.routing import RecordEvidence
 from routing.decide import KindDecision, after_model, choose_executor, decide_kind
 
-from runtime.supervised import ChildContext, SupervisedActor
-from store.lifecycle import IllegalTransition
+from runtime import ChildContext, SupervisedActor
+from store import IllegalTransition
 from vocabulary import ActorName, Mode, TaskState, Tier
 
 STORE = ActorName.STATE_STORE

@@ -23,14 +23,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from clients import log_tail
 from config import LiteLLMConfig, RepairConfig
 from messages import (CloudDown, CloudUp, CreateTask, GetMode, Introspect, LastSystemEvent, LiteLLMDown, LiteLLMUp,
                       ModeChanged, Notice, RecordSystemEvent, RepairDue, TaskChanged, VerifyRepair)
+from runtime import ChildContext, Journal, SupervisedActor
 from texts import say
-
-from runtime.journal import Journal
-from clients.litellm_proxy import log_tail
-from runtime.supervised import ChildContext, SupervisedActor
 from vocabulary import ActorName, MODE_LISTENERS, Mode, NOTICE_LISTENERS
 
 STORE = ActorName.STATE_STORE

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clients.litellm_proxy import ProxyStartFailed, proxy_status, restart_proxy, start_proxy, stop_proxy
+from clients import ProxyStartFailed, proxy_status, restart_proxy, start_proxy, stop_proxy
 from config import ConfigError, load_config, resolve_config_path
 
 

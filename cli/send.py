@@ -13,10 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from clients.gateway_client import GatewayError, GatewaySession
+from clients import GatewayError, GatewaySession
 from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
-from gateway.address import read_gateway_url
-from gateway.auth import TOKEN_FILE
+from gateway import TOKEN_FILE, read_gateway_url
 
 
 def default_sender() -> str:

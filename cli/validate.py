@@ -21,8 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from clients.mcp_link import LinkFailed, McpLink
-from actors.openclaw_bridge import BridgeLink
+from clients import BridgeLink, LinkFailed, McpLink
 from config import Config, ExecutorConfig
 
 

@@ -29,8 +29,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from clients.budget import PERIOD_STARTS as PERIODS
-from store.lifecycle import IllegalTransition
+from clients import PERIOD_STARTS as PERIODS
+from store import IllegalTransition
 from vocabulary import ActorName, Mode, TaskState
 from config.schema import ImConfig
 from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CreateTask, GetMode, GetTask, GetTaskHistory,

@@ -21,14 +21,13 @@ from config.schema import ImConfig
 from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CreateTask, GetTask,
                       GetTaskHistory,
                       Introspect, ListTasks, ReplyWhileDown, SumCosts, Transition)
-from commands import interpreter as im_commands
+from commands import interpreter as im_commands, system_status
 from routing.explain import latest_evidence
-from commands.status import system_status
 
-from clients.budget import PERIOD_STARTS as PERIODS
-from runtime.directory import ActorUnavailable, Caller, Directory
+from clients import PERIOD_STARTS as PERIODS
+from runtime import ActorUnavailable, Caller, Directory
 from .arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
-from store.lifecycle import IllegalTransition, KeyReused
+from store import IllegalTransition, KeyReused
 from vocabulary import ActorName, Mode, TIERS, TaskState
 
 STORE = ActorName.STATE_STORE

@@ -9,8 +9,10 @@ stable names, the one asyncio loop, and the journal.
 from .directory import ActorUnavailable, Caller, Directory, IncarnationStopped
 from .event_loop import EventLoopThread
 from .journal import Journal
+from .link_supervisor import LinkSupervisor
 from .supervised import ChildContext, DrillCrash, SupervisedActor, describe
 from .supervisor import ChildSpec, ChildWouldNotStart, Supervisor
 
-__all__ = ["ActorUnavailable", "Caller", "ChildContext", "ChildSpec", "ChildWouldNotStart", "Directory", "DrillCrash",
-           "EventLoopThread", "IncarnationStopped", "Journal", "SupervisedActor", "Supervisor", "describe"]
+__all__ = ["ActorUnavailable", "Caller", "ChildContext", "ChildSpec", "ChildWouldNotStart", "Directory",
+           "DrillCrash", "EventLoopThread", "IncarnationStopped", "Journal", "LinkSupervisor",
+           "SupervisedActor", "Supervisor", "describe"]

@@ -31,11 +31,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from clients.budget import day_start, month_start
-from runtime.directory import Directory
-from runtime.supervised import describe
-from vocabulary import ActorName, Mode, TERMINAL_STATES, TaskState
+from clients import day_start, month_start
 from messages import Introspect, ListTasks, SumCosts, SumCostsByTask
+from runtime import Directory, describe
+from vocabulary import ActorName, Mode, TERMINAL_STATES, TaskState
 
 log = logging.getLogger(__name__)
 

@@ -41,13 +41,12 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 import messages
-from commands.status import system_status_now
-from redaction import redact
-from runtime.directory import Directory
-from vocabulary import ActorName, TaskState
-from gateway.tools import PERIODS
-from runtime.supervised import describe
+from commands import system_status_now
+from gateway import PERIODS
 from messages import CrashNow, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
+from redaction import redact
+from runtime import Directory, describe
+from vocabulary import ActorName, TaskState
 
 log = logging.getLogger(__name__)
 

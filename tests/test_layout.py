@@ -122,3 +122,21 @@ def test_the_cycle_finder_finds_one():
 @pytest.mark.parametrize("name", [name for name in project_modules() if not name.endswith("__main__")])
 def test_every_module_imports(name):
     importlib.import_module(name)
+
+
+SURFACED = ("runtime", "clients", "store", "gateway", "commands", "actors")
+
+
+def test_other_rooms_import_a_package_through_its_public_surface():
+    """`from runtime import Directory`, not `from runtime.directory import Directory`, outside `runtime`
+    (module level; tests and bench may reach inside to measure a part alone)."""
+    reached_inside = []
+    for name, path in project_modules().items():
+        if name.split(".")[0] in ("bench",):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module and "." in node.module:
+                package = node.module.split(".")[0]
+                if package in SURFACED and not name.startswith(package + ".") and name != package:
+                    reached_inside.append(f"{name}: from {node.module} import …")
+    assert reached_inside == []
