@@ -4,8 +4,8 @@ Order is the contract: an actor may *ask* only actors started before it (they ar
 an ask up the tree could wait on an actor that is itself waiting on us); an answer it needs from a later
 actor comes back as a message. `tests/test_asks_go_down.py` holds every ask of a running tree to it.
 
->>> specs = build_tree(cfg, journal, console, token)
->>> tree = Supervisor.start(specs, cfg.supervision, loop, directory)
+    specs = build_tree(cfg, journal, console, token)
+    tree = Supervisor.start(specs, cfg.supervision, loop, directory)
 """
 from __future__ import annotations
 

@@ -64,8 +64,9 @@ def redact(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: HIDDEN if is_secret_name(str(k)) else redact(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: HIDDEN if is_secret_name(f.name) else redact(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
+        fields = [f.name for f in dataclasses.fields(value) if f.init]
+        return dataclasses.replace(value, **{name: HIDDEN if is_secret_name(name) else redact(getattr(value, name))
+                                             for name in fields})
     if isinstance(value, list):
         return [redact(item) for item in value]
     if isinstance(value, (tuple, set, frozenset)):

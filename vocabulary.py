@@ -3,7 +3,7 @@ and who hears what. Everyone imports them from here; none is spelled out anywher
 
 >>> ActorName.STATE_STORE == "state_store"      # a str: Directory names, log fields and JSON stay plain text
 True
->>> sorted(TERMINAL_STATES)
+>>> sorted(map(str, TERMINAL_STATES))
 ['cancelled', 'completed', 'failed']
 """
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Gateway(SupervisedActor):
                                                                  host=self._config.host), self._token)
         if self._dashboard is not None:   # the cost page: same loopback port, same token
             app = DashboardApp(app, self._token, self._dashboard)
-            self.dashboard_url = dashboard_url(self.url)
+            self.dashboard_url = self._tools.dashboard_url = dashboard_url(self.url)
         self._server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
         self._serving = self.loop.submit(self._server.serve(sockets=[listener]))
         written = self._home / f"{URL_FILE}.{os.getpid()}"   # then renamed: a reader never sees it half-written

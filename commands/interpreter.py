@@ -91,8 +91,11 @@ def allowed(sender: str, allow: tuple[str, ...]) -> bool:
 
 
 class CommandInterpreter:
-    def __init__(self, ask: Ask, tell: Tell, im: ImConfig, executors: tuple[str, ...], models: bool):
+    def __init__(self, ask: Ask, tell: Tell, im: ImConfig, executors: tuple[str, ...], models: bool,
+                 dashboard_url: Callable[[], str] | None = None):
         self._ask = ask
+        # The gateway's own interpreter knows the cost page's URL; others (the OpenClaw bridge) ask the gateway.
+        self._dashboard_url = dashboard_url
         self._tell = tell
         self._im = im
         self._executors = executors
@@ -198,9 +201,14 @@ class CommandInterpreter:
         if budget:
             lines.append(self._say("im_cost_budget", today=budget["spent_today_usd"], daily=budget["daily_cap_usd"],
                                    month=budget["spent_month_usd"], monthly=budget["monthly_cap_usd"]))
-        if url := (await self._ask(ActorName.GATEWAY, Introspect())).get("dashboard_url"):   # never the token itself
+        if url := await self._dashboard():   # never the token itself
             lines.append(self._say("im_cost_dashboard", url=url))
         return "\n".join(lines)
+
+    async def _dashboard(self) -> str:
+        if self._dashboard_url is not None:
+            return self._dashboard_url()
+        return (await self._ask(ActorName.GATEWAY, Introspect())).get("dashboard_url") or ""
 
     async def _mode(self, argument: str, sender: str) -> str:
         mode = (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"]

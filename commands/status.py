@@ -1,9 +1,9 @@
 """The system's status, composed in one place for everyone who reports it: the gateway's `system_status`
 tool, the IM `/status` command and the REPL's `mode()`.
 
->>> await system_status(ask, executors=("coder", "general"))
-{'mode': 'normal', 'route': 'proxy', 'cloud': 'up', 'actors': [...], 'executors': {'coder': {...}, ...},
- 'tasks': {'completed': 3, ...}}
+    await system_status(ask, executors=("coder", "general"))
+    # → {'mode': 'normal', 'route': 'proxy', 'cloud': 'up', 'actors': [...], 'executors': {'coder': {...}, ...},
+    #    'tasks': {'completed': 3, ...}}
 """
 from __future__ import annotations
 

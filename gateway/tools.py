@@ -78,7 +78,9 @@ class GatewayTools:
         self.server = MCPServer("omni-orchestrator", instructions="Submit tasks to Omni-Orchestrator and follow "
                                 "them; tasks are routed to an executor and a model tier, and survive restarts.",
                                 tools=tools, middleware=[require_object_arguments])
-        self._commands = im_commands.CommandInterpreter(self._ask, directory.tell, im or ImConfig(), executors, models)
+        self.dashboard_url = ""       # set by the Gateway actor once it listens
+        self._commands = im_commands.CommandInterpreter(self._ask, directory.tell, im or ImConfig(), executors, models,
+                                                        dashboard_url=lambda: self.dashboard_url)
 
     # --- the tools -------------------------------------------------------------------------------------------
     async def submit_task(self, description: str, kind: str | None = None, sender: str | None = None,

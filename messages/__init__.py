@@ -10,13 +10,13 @@ from .tasks import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CallEnded, CountT
                     GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordDecision, RecordProgress,
                     RecordSystemEvent, SumCostsByTask, TaskChanged, TaskView, Transition)
 
-__all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged", "PingCloud",
-           "ReplyWhileDown", "LastSystemEvent",
-           "CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed",
-           "CurrentRoute", "GetMode", "LiteLLMDown",
-           "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue", "RouteChanged", "SumCosts",
-           "TierChoice", "VerifyRepair", "CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask",
-           "Execute", "ExecutorHealth",
-           "GetTask", "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
-           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask", "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID",
-           "TaskChanged", "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain"]
+__all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged",
+           "PingCloud", "ReplyWhileDown", "LastSystemEvent", "CheckProxyMemory", "ProxyActionDone",
+           "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode",
+           "LiteLLMDown", "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue",
+           "RouteChanged", "SumCosts", "TierChoice", "VerifyRepair", "CallEnded", "ChildExited",
+           "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth", "GetTask",
+           "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
+           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask",
+           "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged",
+           "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain"]

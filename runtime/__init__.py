@@ -1,10 +1,10 @@
 """The runtime every actor runs on: the Supervisor (OTP restarts), the supervised base, the Directory of
 stable names, the one asyncio loop, and the journal.
 
->>> loop, directory = EventLoopThread().start(), Directory()
->>> tree = Supervisor.start([ChildSpec("state_store", lambda ctx: StateStore.start(ctx, path, 3, journal, ()))],
-...                         SupervisionConfig(), loop, directory)
->>> directory.ask("state_store", CreateTask("hello"))
+    loop, directory = EventLoopThread().start(), Directory()
+    tree = Supervisor.start([ChildSpec("state_store", lambda ctx: StateStore.start(ctx, path, 3, journal, ()))],
+                            SupervisionConfig(), loop, directory)
+    directory.ask("state_store", CreateTask("hello"))
 """
 from .directory import ActorUnavailable, Caller, Directory, IncarnationStopped
 from .event_loop import EventLoopThread

@@ -5,9 +5,9 @@ The link opens on the shared loop and its outcome comes back to the actor as a m
 `Respawn` told later). Every link has a generation, so news of a replaced link is told apart and dropped.
 The actor routes those three messages to `handle` and hears back through `on_up(tools)` and `on_down(error)`.
 
->>> links = LinkSupervisor(actor, lambda: McpLink(spec), {"claude_code"}, 0.5, 30.0,
-...                        on_up=actor.drain, on_down=actor.journal_down)
->>> links.open()
+    links = LinkSupervisor(actor, lambda: McpLink(spec), {"claude_code"}, 0.5, 30.0,
+                           on_up=actor.drain, on_down=actor.journal_down)
+    links.open()
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from .lifecycle import (INTERRUPTED_BY_RESTART, IllegalTransition, KeyReused, LE
 from .schema import (INSERT_EVENT, INSERT_TASK, SELECT_TASK, SELECT_TASK_BY_KEY, UPDATE_TASK, ActorState, CostEntry,
                      ImInbound, ImOutbound, SystemEvent, Task, TaskEvent, open_database)
 
-__all__ = ["INSERT_EVENT", "INSERT_TASK", "SELECT_TASK", "SELECT_TASK_BY_KEY", "UPDATE_TASK", "ActorState", "CostEntry", "INTERRUPTED_BY_RESTART", "IllegalTransition", "ImInbound",
-           "ImOutbound", "KeyReused", "LEGAL_TRANSITIONS", "SystemEvent", "Task", "TaskEvent", "UnknownTask",
-           "check_transition", "open_database"]
+__all__ = ["INSERT_EVENT", "INSERT_TASK", "SELECT_TASK", "SELECT_TASK_BY_KEY", "UPDATE_TASK", "ActorState",
+           "CostEntry", "INTERRUPTED_BY_RESTART", "IllegalTransition", "ImInbound", "ImOutbound", "KeyReused",
+           "LEGAL_TRANSITIONS", "SystemEvent", "Task", "TaskEvent", "UnknownTask", "check_transition",
+           "open_database"]

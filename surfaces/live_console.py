@@ -317,7 +317,7 @@ def render_events(snapshot: dict[str, Any]) -> Panel:
 
 
 def event_text(event: dict[str, Any]) -> Text:
-    """One event (see `actors.console.event_of`) as a line of the events panel."""
+    """One event (see `actors.transition_feed.event_of`) as a line of the events panel."""
     match event.get("event"):
         case "transition":
             route = " ".join(part for part in (event.get("executor"), event.get("tier")) if part)

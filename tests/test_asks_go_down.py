@@ -43,7 +43,7 @@ def gateway_traffic(url: str) -> list[dict]:
             await gateway.call("list_tasks", limit=5)
             slow = await gateway.call("submit_task", description="long report [sleep=30]")
             await gateway.call("cancel_task", task_id=slow["task_id"])
-            for command in ("/status", "/tasks", "/mode", "/budget today", f"/why {done[0]['task_id']}"):
+            for command in ("/status", "/tasks", "/mode", "/cost today", f"/why {done[0]['task_id']}"):
                 await gateway.call("command", text=command, sender="telegram:4242")
             return done
     return asyncio.run(run())
@@ -58,7 +58,7 @@ def test_no_actor_asks_one_started_after_it(start_tree, write_config, omni_home,
     done = gateway_traffic(tree.url)
     assert {task["state"] for task in done} == {"completed"}
     chat = Chat(omni_home)
-    for text in ("/status", "/tasks", "/mode", "/help"):
+    for text in ("/status", "/tasks", "/mode", "/cost", "/help"):
         assert chat.ask(text)
     assert "#" in chat.ask("remind me to water the plants")
     chat.news("completed")
