@@ -22,67 +22,12 @@ import pykka
 from rich.console import Console
 from rich.markup import escape
 
-from actors import (BrainstemController, ChildSpec, Directory, EventLoopThread, Executor, Gateway, HealthMonitor,
-                    Journal,
-                    LiteLLMGuard, ProxyKeeper, Router, StateStore, Supervisor, SystemMode, TransitionFeed,
-                    gateway_token)
-from actors.budget_warden import BudgetWarden
-from actors.gateway_auth import MissingToken
+from actor_tree import build_tree
+from cli.validate import report as validate_report
 from config import Config, ConfigError, load_config, resolve_config_path
-from dashboard import dashboard_source
-from surfaces.validate import report as validate_report
-
-SUBSCRIBERS = ("router", "gateway", "console", "system_mode", "openclaw_bridge")
-
-
-def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> list[ChildSpec]:
-    """The children, in start order: the store first (everyone asks it), then the model route, the
-    executors, the router, and the gateway (new work) last."""
-    models = cfg.litellm is not None
-    specs = [ChildSpec("state_store", lambda ctx: StateStore.start(ctx, cfg.database_path, cfg.tasks.max_attempts,
-                                                                  journal, SUBSCRIBERS))]
-    if cfg.providers is not None:
-        from sandbox.world import SandboxProviders
-        specs.append(ChildSpec("sandbox_providers", lambda ctx: SandboxProviders.start(ctx, cfg.providers, cfg.home,
-                                                                                          cfg.brainstem.model_path)))
-    if cfg.sandbox_openclaw is not None:
-        from sandbox.world import SandboxOpenClaw
-        specs.append(ChildSpec("sandbox_openclaw", lambda ctx: SandboxOpenClaw.start(ctx, cfg.sandbox_openclaw,
-                                                                                      cfg.home)))
-    if models and cfg.litellm.mode == "managed":
-        specs.append(ChildSpec("litellm_proxy", lambda ctx: ProxyKeeper.start(ctx, cfg.litellm, cfg.home, journal)))
-    if models:   # before the guard, which tells it of every paid call
-        specs.append(ChildSpec("budget_warden", lambda ctx: BudgetWarden.start(ctx, cfg.budget, cfg.locale)))
-        route_users = tuple(name for name, spec in cfg.executors.items() if spec.model_route)
-        specs.append(ChildSpec("litellm_guard", lambda ctx: LiteLLMGuard.start(ctx, cfg.litellm, cfg.budget, journal,
-                                                                               cfg.locale, route_users)))
-    specs += [
-        ChildSpec("system_mode", lambda ctx: SystemMode.start(ctx, cfg.repair, cfg.litellm, cfg.locale, journal,
-                                                              cfg.home)),
-        ChildSpec("brainstem", lambda ctx: BrainstemController.start(ctx, cfg.brainstem, cfg.locale, journal)),
-    ]
-    if models:
-        specs.append(ChildSpec("health_monitor", lambda ctx: HealthMonitor.start(ctx, cfg.health, journal)))
-    tier_models = {name: tier.proxy_model for name, tier in cfg.litellm.tiers.items()} if models else {}
-    specs += [ChildSpec(name, lambda ctx, spec=spec: Executor.start(ctx, spec, cfg.tasks.max_attempts, journal,
-                                                                     cfg.home, tier_models))
-              for name, spec in cfg.executors.items()]
-    specs += [
-        ChildSpec("router", lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),
-        ChildSpec("gateway", lambda ctx: Gateway.start(ctx, cfg.gateway, token,
-                                                       tuple(rule.kind for rule in cfg.routing.rules),
-                                                       tuple(cfg.executors), cfg.home, models, cfg.im,
-                                                       dashboard_source(cfg))),
-        ChildSpec("console", lambda ctx: TransitionFeed.start(ctx, console)),
-    ]
-    if cfg.im.openclaw is not None:      # IM commands through OpenClaw's MCP bridge
-        from actors.openclaw_bridge import OpenClawBridge
-        specs.append(ChildSpec("openclaw_bridge", lambda ctx: OpenClawBridge.start(ctx, cfg.im, tuple(cfg.executors),
-                                                                                   models, journal, cfg.home)))
-    if cfg.demo is not None:
-        from sandbox.demo_traffic import DemoTraffic
-        specs.append(ChildSpec("demo", lambda ctx: DemoTraffic.start(ctx, cfg.demo, token), restart="transient"))
-    return specs
+from gateway import MissingToken, gateway_token
+from runtime import Directory, EventLoopThread, Journal, Supervisor
+from vocabulary import ActorName
 
 
 def run(cfg: Config, console: Console) -> int:
@@ -106,10 +51,10 @@ def run(cfg: Config, console: Console) -> int:
         (cfg.home / "supervisor.pid").write_text(f"{os.getpid()}\n")   # for drills and `send`
         tree = Supervisor.start(build_tree(cfg, journal, console, token), cfg.supervision, loop, directory,
                                 on_escalation=escalate)
-        directory.register("supervisor", tree)
+        directory.register(ActorName.SUPERVISOR, tree)
         from surfaces.repl import ReplServer, repl_namespace
         repl = ReplServer(cfg.home, repl_namespace(directory, cfg)).start()   # `python supervisor.py repl` attaches
-        if console.is_terminal:   # the Rich live console; else TransitionFeed prints one log line per event
+        if console.is_terminal:   # the Rich live console; else the TransitionFeed prints one log line per event
             from surfaces.live_console import run_live
             run_live(console, directory, cfg, finished)
         else:
@@ -145,7 +90,7 @@ def configure_logging(cfg: Config) -> None:
 
 
 def run_drill_command(name: str | None, cfg: Config, console: Console) -> int:
-    from surfaces.drills import DrillError, run_drill
+    from cli.drills import DrillError, run_drill
     try:
         console.print(run_drill(name or "", cfg), highlight=False)
     except DrillError as error:
@@ -170,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.home:
         os.environ["OMNI_HOME"] = args.home
     if args.command == "proxy":
-        from actors.litellm_proxy import main as proxy_main
+        from cli.proxy import main as proxy_main
         return proxy_main([args.action or "status"] + (["--config", args.config] if args.config else []))
     if args.command == "send":
-        from surfaces.commands import send_from_cli
+        from cli.send import send_from_cli
         return send_from_cli(args.action, args.sender, args.config)
     if args.command == "repl":
         from config import omni_home
-        from surfaces.repl import attach
+        from cli.attach import attach
         return attach(omni_home())
     console = Console(file=sys.stdout)
     try:

@@ -1,4 +1,4 @@
-"""The BrainstemController: what the system does while the cloud is down, and how it comes back.
+"""The Brainstem: what the system does while the cloud is down, and how it comes back.
 
 Entering brainstem mode (a `ModeChanged` from SystemMode): every `executing` task → `waiting` (its
 executor cancels the MCP call), and so do the tasks not yet running; a snapshot row is written; the
@@ -16,21 +16,20 @@ import asyncio
 import time
 from typing import Any
 
+from clients import LocalModel, LocalModelUnavailable
 from config import BrainstemConfig
 from messages import (GetMode, ListTasks, LocalModelSettled, ModeChanged, Notice, RecordSystemEvent, ReplyWhileDown,
                       Transition)
+from runtime import ChildContext, Journal, SupervisedActor, describe
+from store import IllegalTransition
 from texts import say
+from vocabulary import ActorName, Mode, TaskState
 
-from .journal import Journal
-from .local_model import LocalModel, LocalModelUnavailable
-from .supervised import ChildContext, SupervisedActor, describe
-from .task_lifecycle import IllegalTransition, TaskState
-
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 SUSPENDED = (TaskState.EXECUTING, TaskState.DISPATCHING, TaskState.IDLE)
 
 
-class BrainstemController(SupervisedActor):
+class Brainstem(SupervisedActor):
     def __init__(self, context: ChildContext, brainstem: BrainstemConfig, locale: str, journal: Journal):
         super().__init__(context)
         self._config = brainstem
@@ -42,7 +41,7 @@ class BrainstemController(SupervisedActor):
         self._entered_at = 0.0
 
     def started(self) -> None:
-        if self.directory.ask("system_mode", GetMode())["mode"] == "brainstem":   # restarted while down
+        if self.directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"] == Mode.BRAINSTEM:   # restarted while down
             self.active, self._entered_at = True, time.time()
             self._park_new_tasks()
             self._load_model()
@@ -52,8 +51,8 @@ class BrainstemController(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case ModeChanged(mode="brainstem") if not self.active: self._enter()
-            case ModeChanged(mode=mode) if mode != "brainstem" and self.active: self._leave()
+            case ModeChanged(mode=Mode.BRAINSTEM) if not self.active: self._enter()
+            case ModeChanged(mode=mode) if mode != Mode.BRAINSTEM and self.active: self._leave()
             case ModeChanged():                                 pass
             case LocalModelSettled() as settled:                self._model_settled(settled)
             case ReplyWhileDown(text=text):                     return self._reply(text)
@@ -98,7 +97,7 @@ class BrainstemController(SupervisedActor):
     def _tell_users(self, key: str, tasks: list[Any]) -> None:
         text = say(self._locale, key)
         senders = tuple(sorted({task.sender for task in tasks if task.sender and task.source != "system"}))
-        self.directory.tell("system_mode", Notice(key, text, senders, self._word(text)))
+        self.directory.tell(ActorName.SYSTEM_MODE, Notice(key, text, senders, self._word(text)))
 
     # --- the local model -----------------------------------------------------------------------------------
     def _load_model(self) -> None:
@@ -128,7 +127,7 @@ class BrainstemController(SupervisedActor):
             self._model_state = "loaded" if settled.error is None else f"unavailable: {settled.error}"
             if settled.error is not None:
                 why = settled.error.split(": ", 1)[-1]
-                self.directory.tell("system_mode", Notice("brainstem_without_model",
+                self.directory.tell(ActorName.SYSTEM_MODE, Notice("brainstem_without_model",
                                                           say(self._locale, "brainstem_without_model", why=why)))
             if not self.active:   # the cloud came back while it loaded
                 self._in_worker("unload", self._model.unload)

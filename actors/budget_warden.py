@@ -17,18 +17,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from clients import day_start, month_start
 from config import BudgetConfig
 from messages import Notice, RecordDecision, RecordSystemEvent
 from messages.budget import PaidSpendBooked
 from messages.im import LoadState, SaveState
 from messages.tasks import GetTask
+from runtime import ChildContext, SupervisedActor
 from texts import say
+from vocabulary import ActorName
 
-from .budget import day_start, month_start
-from .supervised import ChildContext, SupervisedActor
-
-STORE = "state_store"
-OWNER = "budget_warden"
+STORE = ActorName.STATE_STORE
+OWNER = ActorName.BUDGET_WARDEN
 
 
 def shares_reached(spent: float, cap: float, warn_at: tuple[float, ...]) -> list[float]:
@@ -85,9 +85,9 @@ class BudgetWarden(SupervisedActor):
         self.directory.tell(STORE, RecordSystemEvent("notice", text, {"key": key, "to": list(to), "share": share,
                                                                      "task_id": task_id, "spent_usd": spent}))
         notice = Notice(key, text, to)
-        self.directory.tell("console", notice)
+        self.directory.tell(ActorName.TRANSITION_FEED, notice)
         if to:
-            self.directory.tell("openclaw_bridge", notice)
+            self.directory.tell(ActorName.OPENCLAW_BRIDGE, notice)
         if task_id is not None:
             self.directory.tell(STORE, RecordDecision(task_id, text))
 

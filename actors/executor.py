@@ -22,16 +22,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Mapping
 
+from clients import LinkLost, McpLink
 from config import ExecutorConfig
 from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
                       RecordProgress, Respawn, RouteChanged, TaskChanged, TaskView, Transition)
+from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
+from store import IllegalTransition
+from vocabulary import ActorName, TaskState
 
-from .journal import Journal
-from .mcp_link import LinkLost, McpLink
-from .supervised import ChildContext, SupervisedActor, describe
-from .task_lifecycle import IllegalTransition, TaskState
-
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 
 
 def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
@@ -70,13 +69,8 @@ class Executor(SupervisedActor):
         self._max_attempts = max_attempts
         self._journal = journal
         self._home = home
-        self._link: McpLink | None = None
-        self._generation = 0
-        self._link_up = False
-        self._link_status = "starting"     # up | starting | down: <why>
-        self._respawn_failures = 0
-        self._link_opened_at = 0.0
-        self._respawn_pending = False
+        self._links = LinkSupervisor(self, self._new_link, (spec.tool,), spec.respawn_initial_s, spec.respawn_max_s,
+                                     on_up=self._link_opened, on_down=self._link_down)
         self._running: dict[int, tuple[TaskView, concurrent.futures.Future[None]]] = {}
         self._queue: deque[TaskView] = deque()
         self._completed = self._failed = 0
@@ -84,8 +78,8 @@ class Executor(SupervisedActor):
     # --- lifecycle ---------------------------------------------------------------------------------------
     def started(self) -> None:
         if self._uses_route:
-            self._route_env = self.directory.ask("litellm_guard", CurrentRoute())
-        self._open_link()
+            self._route_env = self.directory.ask(ActorName.LITELLM_GUARD, CurrentRoute())
+        self._links.open()
         if self.context.incarnation > 0:
             self._retry_calls_lost_with_previous_incarnation()
         for task in self.directory.ask(STORE, ListTasks(state=TaskState.DISPATCHING, executor=self.name,
@@ -95,9 +89,9 @@ class Executor(SupervisedActor):
     def release(self) -> None:
         for _, future in self._running.values():
             future.cancel()
-        if self._link is not None:
+        if self._links.link is not None:
             try:
-                self.loop.submit(self._link.close()).result(timeout=10)
+                self.loop.submit(self._links.link.close()).result(timeout=10)
             except Exception:   # the loop may be stopping; the child then dies with its pipes
                 pass
 
@@ -107,14 +101,11 @@ class Executor(SupervisedActor):
             case CallEnded() as ended:                      self._finish(ended)
             case TaskChanged(task=task):                    self._withdraw_if_moved(task)
             case RouteChanged(env=env):                     self._route_changed(env)
-            case LinkOpened(generation=g, tools=tools):     self._link_opened(g, tools)
-            case LinkDown(generation=g, error=error):       self._link_down(g, error)
-            case Respawn(generation=g) if g == self._generation: self._open_link()
-            case Respawn():                                 pass
+            case LinkOpened() | LinkDown() | Respawn():     self._links.handle(message)
             case _:                                         return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"link": self._link_status, "transport": self.spec.transport,
+        return {"link": self._links.status, "transport": self.spec.transport,
                 "tool": self.spec.tool, "slots": self.spec.slots, "running": sorted(self._running),
                 "queued": [task.task_id for task in self._queue], "completed": self._completed,
                 "failed": self._failed}
@@ -127,7 +118,7 @@ class Executor(SupervisedActor):
         self._drain()
 
     def _drain(self) -> None:
-        while self._queue and self._link_up and not self._respawn_for_route and len(self._running) < self.spec.slots:
+        while self._queue and self._links.up and not self._respawn_for_route and len(self._running) < self.spec.slots:
             self._start(self._queue.popleft())
 
     def _start(self, task: TaskView) -> None:
@@ -139,7 +130,8 @@ class Executor(SupervisedActor):
         except IllegalTransition:
             return   # cancelled, or already taken by another incarnation
         arguments = render_arguments(self.spec.arguments, task, self._home, self._tier_models)
-        future = self.loop.submit(self._call(task.task_id, arguments, self._link, self._generation))
+        future = self.loop.submit(self._call(task.task_id, arguments, self._links.link,
+                                                 self._links.generation))
         self._running[task.task_id] = (task, future)
 
     async def _call(self, task_id: int, arguments: dict[str, Any], link: McpLink, generation: int) -> None:
@@ -168,7 +160,7 @@ class Executor(SupervisedActor):
         if entry is not None and ended.outcome != "cancelled":
             self._settle(entry[0], ended)
         if ended.outcome == "link_lost":
-            self._link_down(ended.link_generation, ended.detail)
+            self._links.down(ended.link_generation, ended.detail)
         self._respawn_if_route_changed()
         self._drain()
 
@@ -226,43 +218,25 @@ class Executor(SupervisedActor):
     def _respawn_if_route_changed(self) -> None:
         if self._respawn_for_route and not self._running:
             self._respawn_for_route = False
-            old = self._link
-            self._link_up, self._link_status = False, "starting (route changed)"
-            self._open_link()
+            old = self._links.link
+            self._links.open(status="starting (route changed)")
             if old is not None:
                 self.loop.submit(old.close())
 
-    # --- the MCP link --------------------------------------------------------------------------------------
-    def _open_link(self) -> None:
-        self._generation += 1
-        self._respawn_pending = False
+    # --- the MCP link (supervised by self._links) -----------------------------------------------------------
+    def _new_link(self) -> McpLink:
         spec = dataclasses.replace(self.spec, env={**self.spec.env,
                                                    **self._route_env}) if self._route_env else self.spec
-        generation, link = self._generation, McpLink(spec, errlog=self._home / "logs" / f"{self.name}.stderr")
-        self._link = link
+        return McpLink(spec, errlog=self._home / "logs" / f"{self.name}.stderr")
 
-        def opened(future: concurrent.futures.Future[list[str]]) -> None:
-            error = future.exception() if not future.cancelled() else None
-            message = LinkOpened(generation, tuple(future.result())) if error is None and not future.cancelled() \
-                else LinkDown(generation, describe(error) if error else "cancelled")
-            if self.actor_ref.is_alive():
-                self.actor_ref.tell(message)
-        self.loop.submit(link.open()).add_done_callback(opened)
-
-    def _link_opened(self, generation: int, tools: tuple[str, ...]) -> None:
-        if generation != self._generation:
-            return
-        if self.spec.tool not in tools:
-            self._link_down(generation, f"the server offers no tool {self.spec.tool!r} (it has: {', '.join(tools)})")
-            return
-        self._link_up, self._link_status, self._link_opened_at = True, "up", time.monotonic()
+    def _link_opened(self, tools: tuple[str, ...]) -> None:
         self._tell_health()
-        self._watch_link(generation)
+        self._watch_link(self._links.generation)
         self._drain()
 
     def _watch_link(self, generation: int) -> None:
         """Notice a server that dies while no call is running, instead of at the next task."""
-        link = self._link
+        link = self._links.link
 
         def lost(future: concurrent.futures.Future[str]) -> None:
             if not future.cancelled() and self.actor_ref.is_alive():
@@ -270,21 +244,10 @@ class Executor(SupervisedActor):
                                              else describe(future.exception())))
         self.loop.submit(link.wait_lost()).add_done_callback(lost)
 
-    def _link_down(self, generation: int, error: str) -> None:
-        if generation != self._generation or self._respawn_pending:
-            return   # news of a link already replaced, or already being replaced
-        if self._link_up and time.monotonic() - self._link_opened_at > self.spec.respawn_max_s:
-            self._respawn_failures = 0   # it had been healthy for a while: not a crash loop
-        self._link_up, self._link_status = False, f"down: {error}"
+    def _link_down(self, error: str) -> None:
         self._journal.record("executor_down", executor=self.name, error=error)
-        link = self._link
-        self.loop.submit(link.close())
         self._tell_health()
-        delay = min(self.spec.respawn_initial_s * 2 ** self._respawn_failures, self.spec.respawn_max_s)
-        self._respawn_failures += 1
-        self._respawn_pending = True
-        self.loop.tell_later(delay, self.actor_ref, Respawn(generation))
 
     def _tell_health(self) -> None:
-        self.directory.tell("router", ExecutorHealth(self.name, self._link_up, self._link_status,
-                                                     self.spec.slots - len(self._running)))
+        self.directory.tell(ActorName.ROUTER, ExecutorHealth(self.name, self._links.up, self._links.status,
+                                                             self.spec.slots - len(self._running)))

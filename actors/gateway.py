@@ -23,14 +23,9 @@ import uvicorn
 from config import GatewayConfig
 from dashboard import DashboardApp, DashboardSource, dashboard_url
 from config.schema import ImConfig
+from gateway import BearerAuth, GatewayTools, URL_FILE
 from messages import ModeChanged, TaskChanged
-
-from .gateway_auth import BearerAuth
-from .gateway_tools import GatewayTools
-from .supervised import ChildContext, SupervisedActor
-
-URL_FILE = "gateway.url"
-
+from runtime import ChildContext, SupervisedActor
 
 class Gateway(SupervisedActor):
     def __init__(self, context: ChildContext, gateway: GatewayConfig, token: str, kinds: tuple[str, ...],
@@ -41,7 +36,7 @@ class Gateway(SupervisedActor):
         self._config = gateway
         self._token = token
         self._home = home
-        self._tools = GatewayTools(context.directory, kinds, executors, models, im)
+        self._tools = GatewayTools(self.directory, kinds, executors, models, im)
         self._server: uvicorn.Server | None = None
         self._serving: concurrent.futures.Future[None] | None = None
         self.url = ""
@@ -55,7 +50,7 @@ class Gateway(SupervisedActor):
                                                                  host=self._config.host), self._token)
         if self._dashboard is not None:   # the cost page: same loopback port, same token
             app = DashboardApp(app, self._token, self._dashboard)
-            self.dashboard_url = dashboard_url(self.url)
+            self.dashboard_url = self._tools.dashboard_url = dashboard_url(self.url)
         self._server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
         self._serving = self.loop.submit(self._server.serve(sockets=[listener]))
         written = self._home / f"{URL_FILE}.{os.getpid()}"   # then renamed: a reader never sees it half-written
@@ -109,7 +104,3 @@ class _Server(uvicorn.Server):
         if self._stopping is not None:
             self._stopping.set()
 
-
-def read_gateway_url(home: Path) -> str:
-    """Where the running supervisor's gateway listens (written at start, since the port may be 0)."""
-    return (home / URL_FILE).read_text().strip()

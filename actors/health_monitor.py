@@ -13,9 +13,8 @@ from typing import Any
 
 from config import HealthConfig
 from messages import CloudAnswered, CloudDown, CloudUp, Complete, GetMode, ModeChanged, PingCloud
-
-from .journal import Journal
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime import ChildContext, Journal, SupervisedActor, describe
+from vocabulary import ActorName, Mode, Tier
 
 PING = ({"role": "user", "content": "ping"},)
 
@@ -31,8 +30,8 @@ class HealthMonitor(SupervisedActor):
         self._pings = 0
 
     def started(self) -> None:
-        mode = self.directory.ask("system_mode", GetMode())["mode"]
-        self.cloud_up = mode != "brainstem"   # after a restart in brainstem mode, recovery needs fresh answers
+        mode = self.directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"]
+        self.cloud_up = mode != Mode.BRAINSTEM   # after a restart in brainstem mode, recovery needs fresh answers
         self._schedule_ping()
 
     def on_receive(self, message: Any) -> Any:
@@ -55,10 +54,10 @@ class HealthMonitor(SupervisedActor):
         if self._pinging:
             return
         self._pinging, self._pings = True, self._pings + 1
-        ask = Complete(PING, tier="P1", purpose="health", max_tokens=1, allow_fallback=False,
+        ask = Complete(PING, tier=Tier.P1, purpose="health", max_tokens=1, allow_fallback=False,
                        timeout_s=self._config.timeout_s, probe=True)
         try:
-            future = self.directory.ask("litellm_guard", ask, timeout_s=5)
+            future = self.directory.ask(ActorName.LITELLM_GUARD, ask, timeout_s=5)
         except Exception as error:   # no guard answering: not evidence about the cloud
             self._weigh(CloudAnswered(False, False, describe(error)))
             return
@@ -88,8 +87,8 @@ class HealthMonitor(SupervisedActor):
                              detail=answer.detail[:200])
         if self.cloud_up and self._timeouts >= self._config.timeouts_to_down:
             self.cloud_up = False
-            self.directory.tell("system_mode", CloudDown(f"{self._timeouts} consecutive calls timed out "
+            self.directory.tell(ActorName.SYSTEM_MODE, CloudDown(f"{self._timeouts} consecutive calls timed out "
                                                          f"({answer.detail})"))
         elif not self.cloud_up and self._answers >= self._config.successes_to_up:
             self.cloud_up = True
-            self.directory.tell("system_mode", CloudUp(f"{self._answers} consecutive pings answered"))
+            self.directory.tell(ActorName.SYSTEM_MODE, CloudUp(f"{self._answers} consecutive pings answered"))

@@ -15,36 +15,33 @@ While a managed proxy starts (with the tree, or in a planned restart) its silenc
 go direct until it answers, and the route shown says so. A start that fails, as the ProxyKeeper tells
 (or answers a new guard), is an outage at once: direct, `LiteLLMDown`, the repair flow.
 
-    future = directory.ask("litellm_guard", Complete(({"role": "user", "content": "ping"},), purpose="health"))
+    future = directory.ask(ActorName.LITELLM_GUARD, Complete(({"role": "user", "content": "ping"},), purpose="health"))
     future.result(timeout=30).route                # 'proxy'
 """
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-import re
 import time
 from typing import Any
 
 import httpx2
 
+from clients import (Answer, Budget, BudgetExceeded, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited,
+                     call_direct, call_via_proxy, day_start, month_start, needs_litellm, probe_liveliness)
 from config import BudgetConfig, LiteLLMConfig, TierConfig
 from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown,
                       LiteLLMUp, Notice, Probe, ProbeResult, ProxyRestarting, RecordCost, RecordSystemEvent,
                       RouteChanged, SumCosts, TierChoice)
 from messages.budget import PaidSpendBooked
 from messages.models import LastStartFailure, ProxyDidNotStart, Route
+from redaction import redact_text
+from runtime import ActorUnavailable, ChildContext, Journal, SupervisedActor, describe
 from texts import say
-
-from .budget import Budget, BudgetExceeded, day_start, month_start
-from .directory import ActorUnavailable
-from .journal import Journal
-from .model_calls import (Answer, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited, call_direct,
-                          call_via_proxy, needs_litellm, probe_liveliness)
-from .supervised import ChildContext, SupervisedActor, describe
+from vocabulary import ActorName, Tier
 
 log = logging.getLogger(__name__)
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 
 
 class NoModelAvailable(RuntimeError):
@@ -154,7 +151,7 @@ class LiteLLMGuard(SupervisedActor):
         if self._config.mode != "managed":
             return
         try:
-            reason = self.directory.ask("litellm_proxy", LastStartFailure(), timeout_s=2)
+            reason = self.directory.ask(ActorName.PROXY_KEEPER, LastStartFailure(), timeout_s=2)
         except ActorUnavailable:
             return   # no keeper now: its next start's outcome will be told
         if reason is not None:
@@ -173,7 +170,7 @@ class LiteLLMGuard(SupervisedActor):
         self.route = route
         self._journal.record("route", route=route, reason=why)
         self.directory.tell(STORE, RecordSystemEvent("route", f"model route → {route}: {why}"))
-        self.directory.tell("system_mode", LiteLLMDown(why) if route == "direct" else LiteLLMUp())
+        self.directory.tell(ActorName.SYSTEM_MODE, LiteLLMDown(why) if route == "direct" else LiteLLMUp())
         changed = RouteChanged(route, self._route_env())
         for name in self._route_listeners:
             self.directory.tell(name, changed)
@@ -189,7 +186,7 @@ class LiteLLMGuard(SupervisedActor):
 
     # --- tiers ---------------------------------------------------------------------------------------------
     def _choose_tier(self, wanted: str) -> TierChoice:
-        free, paid = self._config.tiers["P1"], self._config.tiers["P2"]
+        free, paid = self._config.tiers[Tier.P1], self._config.tiers[Tier.P2]
         refusal = self.budget.refusal()
         if wanted == free.name:
             if not self._cooling(free.name):
@@ -220,7 +217,7 @@ class LiteLLMGuard(SupervisedActor):
         return future
 
     async def _call(self, request: Complete) -> Completion:
-        plan = [request.tier] + (["P2"] if request.tier == "P1" and request.allow_fallback else [])
+        plan = [request.tier] + ([Tier.P2] if request.tier == Tier.P1 and request.allow_fallback else [])
         refusals: list[str] = []
         timeouts = 0
         for name in plan:
@@ -239,11 +236,12 @@ class LiteLLMGuard(SupervisedActor):
                 timeouts += 1
                 refusals.append(f"{name}: {timed_out}")
                 if request.purpose != "health":   # a live call's timeout is evidence too (pings report their own)
-                    self.directory.tell("health_monitor", CloudAnswered(False, True, str(timed_out), real_call=True))
+                    self.directory.tell(ActorName.HEALTH_MONITOR,
+                                        CloudAnswered(False, True, str(timed_out), real_call=True))
             except CallFailed as failed:
                 refusals.append(f"{name}: {failed}")
         self._calls["failed"] += 1
-        raise NoModelAvailable(self._redact("; ".join(refusals) or "no tier configured"),
+        raise NoModelAvailable(redact_text("; ".join(refusals) or "no tier configured", self._secrets),
                                timed_out=timeouts > 0 and timeouts == len(refusals))
 
     async def _call_tier(self, tier: TierConfig, request: Complete, notes: tuple[str, ...]) -> Completion:
@@ -261,14 +259,14 @@ class LiteLLMGuard(SupervisedActor):
                                               answer.tokens_out, usd, request.purpose))
         if reservation:   # the warden tells when this brought spend to a warning share of a cap
             spent = self.budget.snapshot()
-            self.directory.tell("budget_warden", PaidSpendBooked(request.task_id, spent["spent_today_usd"],
+            self.directory.tell(ActorName.BUDGET_WARDEN, PaidSpendBooked(request.task_id, spent["spent_today_usd"],
                                                                  spent["spent_month_usd"], time.time()))
         if tier.paid and notes:   # P1 refused within this call: a P1→P2 moment, and why (the dashboard plots it)
             self.directory.tell(STORE, RecordSystemEvent("tier_fallback", f"P1 → {tier.name}: {notes[0]}",
                                                          {"task_id": request.task_id, "purpose": request.purpose}))
         if first_paid:
             reason = notes[0] if notes else f"{request.purpose} asked for {tier.name}"
-            self.directory.tell("system_mode", Notice("paid_tier_started",
+            self.directory.tell(ActorName.SYSTEM_MODE, Notice("paid_tier_started",
                                                       say(self._locale, "paid_tier_started", reason=reason)))
         return Completion(answer.text, tier.name, answer.model, route, answer.tokens_in, answer.tokens_out, usd,
                           notes, request.correlation)
@@ -282,11 +280,6 @@ class LiteLLMGuard(SupervisedActor):
             except ProxyUnreachable as unreachable:
                 self._tell_self(ProbeResult(False, f"a call could not reach the proxy: {unreachable}"))
         return "direct", await call_direct(self._client, tier, request.messages, request.max_tokens, timeout)
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return re.sub(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+", r"\1***", text)
 
     def _tell_self(self, message: Any) -> None:
         if self.actor_ref.is_alive():

@@ -39,22 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import mcp_types
-from mcp.shared.exceptions import MCPError
-
+from clients import BridgeLink, LinkLost
+from commands import CommandInterpreter, allowed, task_news
 from config.schema import ImConfig
 from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, MessageSent, Notice, RecordSystemEvent,
                       Respawn, SaveState, TaskChanged, TaskView, WaitAgain)
 from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SeenInbound,
                          SendAgain, TranscriptsRead)
-from surfaces.commands import CommandInterpreter, allowed, task_news
+from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
+from vocabulary import ActorName, TaskState
 
-from .journal import Journal
-from .mcp_link import LinkLost, McpLink
-from .supervised import ChildContext, SupervisedActor, describe
-from .task_lifecycle import TaskState
-
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 NEEDED_TOOLS = frozenset({"events_wait", "messages_send", "conversations_list", "messages_read"})
 CATCH_UP_LIMIT = 200                     # tasks' news made good after a restart; also messages_read's maximum
 CONVERSATIONS_LIMIT = 500                # conversations_list's maximum
@@ -67,35 +62,6 @@ KEPT_LINKS: dict[tuple[int, str], tuple[str, BridgeLink]] = {}
 # Sends on their way, which a crash of their actor does not stop: its next incarnation waits for them rather
 # than sending them again. (the loop's id, the actor's name, outbound id) → the call.
 IN_FLIGHT: dict[tuple[int, str, int], concurrent.futures.Future[Any]] = {}
-
-
-class BridgeCallFailed(Exception):
-    """The bridge answered a call with an error, or not in time (the link itself is still open)."""
-
-
-class BridgeLink(McpLink):
-    """An McpLink whose calls answer the tool's structured content: the bridge puts its data there (and
-    only a summary such as `event 3` in the text, which is all `McpLink.call` returns)."""
-
-    async def call_json(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        session = self._session
-        if not self.is_open or session is None:
-            raise LinkLost(f"{self._where()}: {self._lost_reason or 'link is not open'}")
-        try:
-            result = await session.call_tool(tool, arguments, read_timeout_seconds=timeout_s)
-        except MCPError as error:
-            closed = error.error.code == mcp_types.CONNECTION_CLOSED or error.error.message == "Session terminated"
-            # A call that gets no answer in time: the real bridge wedges so after its gateway restarts (sends
-            # hang for 30 s and more); a new bridge process connects afresh, and the transcripts make good the rest.
-            closed = closed or error.error.code == mcp_types.REQUEST_TIMEOUT
-            if closed:
-                self._lose(error.error.message)
-                raise LinkLost(f"{self._where()}: {error.error.message}") from error
-            raise BridgeCallFailed(f"{tool}: {error.error.message}") from None
-        if result.is_error:
-            texts = [block.text for block in result.content if getattr(block, "type", "") == "text"]
-            raise BridgeCallFailed(f"{tool}: {' '.join(texts) or 'error'}")
-        return dict(result.structured_content or {})
 
 
 def inbound_message(event: Mapping[str, Any]) -> InboundMessage | None:
@@ -200,11 +166,9 @@ class OpenClawBridge(SupervisedActor):
         self._interpreter = CommandInterpreter(self._ask, self.directory.tell, im, executors, models)
         self._state: dict[str, Any] = {"link": "", "cursor": 0, "senders": {}, "reported_until": 0.0,
                                        "inbox_since": 0.0, "caught_up_to": 0.0}
-        self._link: BridgeLink | None = None
-        self._link_id = ""
-        self._link_status = "starting"
-        self._generation = 0
-        self._failures = 0                    # consecutive: the respawn / re-poll backoff
+        self._links = LinkSupervisor(self, self._new_link, NEEDED_TOOLS, self._spec.respawn_initial_s,
+                                     self._spec.respawn_max_s, on_up=self._link_opened, on_down=self._link_down)
+        self._link_id = ""                    # names the bridge process, across this actor's restarts
         self._keep_link = False               # set by a crash: the next incarnation adopts the bridge process
         self._counts = {"handled": 0, "caught_up": 0, "refused_shared": 0, "ignored": 0, "sent": 0,
                         "send_failures": 0}
@@ -234,7 +198,7 @@ class OpenClawBridge(SupervisedActor):
         else:
             if kept is not None:
                 self.loop.submit(kept[1].close())
-            self._open_link()
+            self._links.open()
         self._report_missed_news()
 
     def on_failure(self, exception_type: Any, exception_value: BaseException | None, traceback: Any) -> None:
@@ -242,7 +206,7 @@ class OpenClawBridge(SupervisedActor):
         super().on_failure(exception_type, exception_value, traceback)
 
     def release(self) -> None:
-        link = self._link
+        link = self._links.link
         if link is None:
             return
         if self._keep_link and link.is_open:
@@ -255,14 +219,12 @@ class OpenClawBridge(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case EventWaited(generation=g) as waited if g == self._generation: self._event_waited(waited)
-            case WaitAgain(generation=g) if g == self._generation:       self._wait_for_event()
-            case LinkOpened(generation=g, tools=tools):                  self._link_opened(g, tools)
-            case LinkDown(generation=g, error=error):                    self._link_down(g, error)
-            case Respawn(generation=g) if g == self._generation:         self._open_link()
-            case EventWaited() | WaitAgain() | Respawn():                pass   # news of a replaced link
-            case CatchUp(generation=g) if g == self._generation:         self._catch_up()
-            case TranscriptsRead(generation=g) as read if g == self._generation: self._transcripts_read(read)
+            case LinkOpened() | LinkDown() | Respawn():                  self._links.handle(message)
+            case EventWaited(generation=g) as waited if g == self._links.generation: self._event_waited(waited)
+            case WaitAgain(generation=g) if g == self._links.generation: self._wait_for_event()
+            case EventWaited() | WaitAgain():                            pass   # news of a replaced link
+            case CatchUp(generation=g) if g == self._links.generation:   self._catch_up()
+            case TranscriptsRead(generation=g) as read if g == self._links.generation: self._transcripts_read(read)
             case CatchUp() | TranscriptsRead():                          pass
             case TaskChanged(task=task):                                 self._task_changed(task)
             case Notice() as notice:                                     self._notice(notice)
@@ -271,14 +233,14 @@ class OpenClawBridge(SupervisedActor):
             case _:                                                      return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"link": self._link_status, "cursor": self._state["cursor"],
+        return {"link": self._links.status, "cursor": self._state["cursor"],
                 "senders": sorted(self._state["senders"]), "unsent": sum(map(len, self._outbox.values())),
                 "problem": self._problem,
                 **self._counts}
 
     # --- inbound ---------------------------------------------------------------------------------------------
     def _wait_for_event(self) -> None:
-        generation, link = self._generation, self._link
+        generation, link = self._links.generation, self._links.link
         arguments = {"after_cursor": self._state["cursor"], "timeout_ms": self._im.wait_ms}
         if self._im.session_key:
             arguments["session_key"] = self._im.session_key
@@ -288,9 +250,9 @@ class OpenClawBridge(SupervisedActor):
     def _event_waited(self, waited: EventWaited) -> None:
         if waited.error is not None:          # the bridge answered with an error: poll again after a pause
             self._journal.record("openclaw_bridge", problem="events_wait failed", error=waited.error)
-            self.loop.tell_later(self._backoff(), self.actor_ref, WaitAgain(self._generation))
+            self.loop.tell_later(self._links.backoff(), self.actor_ref, WaitAgain(self._links.generation))
             return
-        self._failures = 0
+        self._links.healthy()
         if waited.event is not None:
             self._handle(waited.event)
         self._wait_for_event()
@@ -335,7 +297,7 @@ class OpenClawBridge(SupervisedActor):
     # --- catching up from the transcripts ------------------------------------------------------------------------
     def _catch_up(self) -> None:
         """Read every conversation's recent transcript on the loop; the user messages come back as TranscriptsRead."""
-        generation, link = self._generation, self._link
+        generation, link = self._links.generation, self._links.link
         since = self._state["caught_up_to"] - CHANGE_SLACK_S
 
         async def read() -> TranscriptsRead:
@@ -359,7 +321,7 @@ class OpenClawBridge(SupervisedActor):
         self.loop.submit(read()).add_done_callback(done)
 
     def _transcripts_read(self, read: TranscriptsRead) -> None:
-        self.loop.tell_later(self._im.catch_up_s, self.actor_ref, CatchUp(self._generation))
+        self.loop.tell_later(self._im.catch_up_s, self.actor_ref, CatchUp(self._links.generation))
         if read.error is not None:
             self._journal.record("openclaw_bridge", problem="catch-up failed", error=read.error)
             return
@@ -417,8 +379,8 @@ class OpenClawBridge(SupervisedActor):
 
     def _pump(self, session_key: str) -> None:
         """Send the conversation's oldest queued message, unless one is already on its way or the link is down."""
-        queued, link = self._outbox.get(session_key), self._link
-        if not queued or session_key in self._sending or link is None or self._link_status != "up":
+        queued, link = self._outbox.get(session_key), self._links.link
+        if not queued or session_key in self._sending or link is None or not self._links.up:
             return
         outgoing, outbound_id = queued[0], queued[0].outbound_id
         self._sending.add(session_key)
@@ -467,34 +429,20 @@ class OpenClawBridge(SupervisedActor):
         self._pump(sent.session_key)
 
     # --- the MCP link ------------------------------------------------------------------------------------------
-    def _open_link(self) -> None:
-        self._generation += 1
-        generation = self._generation
-        link = BridgeLink(self._spec, errlog=self._home / "logs" / f"{self.name}.stderr")
-        self._link, self._link_id, self._link_status = link, uuid.uuid4().hex, "starting"
-
-        def opened(future: concurrent.futures.Future[list[str]]) -> None:
-            error = _error_of(future)
-            self._tell_self(LinkDown(generation, error) if error else LinkOpened(generation, tuple(future.result())))
-        self.loop.submit(link.open()).add_done_callback(opened)
+    def _new_link(self) -> BridgeLink:
+        self._link_id = uuid.uuid4().hex
+        return BridgeLink(self._spec, errlog=self._home / "logs" / f"{self.name}.stderr")
 
     def _adopt(self, link_id: str, link: BridgeLink) -> None:
         """The bridge process the previous incarnation listened to: resume after the saved cursor."""
-        self._generation += 1
-        self._link, self._link_id, self._link_status = link, link_id, "up"
+        self._link_id = link_id
+        self._links.adopt(link)
         self._journal.record("openclaw_bridge", action="resumed", cursor=self._state["cursor"])
         self._wait_for_event()
         self._catch_up()
         self._pump_all()
 
-    def _link_opened(self, generation: int, tools: tuple[str, ...]) -> None:
-        if generation != self._generation:
-            return
-        if missing := NEEDED_TOOLS - set(tools):
-            self._link_down(generation, f"the server offers no {', '.join(sorted(missing))} "
-                                        f"(it has: {', '.join(tools)})")
-            return
-        self._link_status = "up"
+    def _link_opened(self, tools: tuple[str, ...]) -> None:
         self._state.update(link=self._link_id, cursor=0)   # a new bridge process: a new queue, from its start
         self._save()
         self._journal.record("openclaw_bridge", action="connected", tools=len(tools))
@@ -503,18 +451,8 @@ class OpenClawBridge(SupervisedActor):
         self._forget_sends_in_flight()
         self._pump_all()
 
-    def _link_down(self, generation: int, error: str) -> None:
-        if generation != self._generation or self._link_status.startswith("down"):
-            return   # news of a link already replaced, or already being replaced
-        self._link_status = f"down: {error}"
+    def _link_down(self, error: str) -> None:
         self._journal.record("openclaw_bridge", action="down", error=error)
-        self.loop.submit(self._link.close())
-        self.loop.tell_later(self._backoff(), self.actor_ref, Respawn(generation))
-
-    def _backoff(self) -> float:
-        delay = min(self._spec.respawn_initial_s * 2 ** self._failures, self._spec.respawn_max_s)
-        self._failures += 1
-        return delay
 
     # --- plumbing ----------------------------------------------------------------------------------------------
     @property

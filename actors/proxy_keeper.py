@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from clients import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
 from config import LiteLLMConfig
 from messages import CheckProxyMemory, ProxyActionDone, ProxyRestarting, RecordSystemEvent
 from messages.models import LastStartFailure, ProxyDidNotStart, ProxyRead, ReadProxy
-
-from .journal import Journal
-from .litellm_proxy import adopt_or_start_proxy, proxy_status, restart_proxy, stop_proxy
-from .supervised import ChildContext, SupervisedActor, describe
+from runtime import ChildContext, Journal, SupervisedActor, describe
+from vocabulary import ActorName
 
 CHECK_EVERY_PROBES = 5
 NOT_READ = {"pid": None, "alive": None, "rss_mb": None, "answers": None}
@@ -109,7 +108,7 @@ class ProxyKeeper(SupervisedActor):
             self._restarts_for_memory += 1
             self._event(f"proxy RSS {status['rss_mb']:.0f} MB > ceiling {self._config.rss_ceiling_mb:.0f} MB: "
                         "restarting it")
-            self.directory.tell("litellm_guard", ProxyRestarting())   # planned: no outage, no repair task
+            self.directory.tell(ActorName.LITELLM_GUARD, ProxyRestarting())   # planned: no outage, no repair task
             self._act("restart", restart_proxy)
 
     # --- start and restart -------------------------------------------------------------------------------
@@ -128,7 +127,7 @@ class ProxyKeeper(SupervisedActor):
         self._event(f"proxy {self._last}")
         if done.error is not None:
             self._failure = _headline(done.error)
-            self.directory.tell("litellm_guard", ProxyDidNotStart(self._failure))
+            self.directory.tell(ActorName.LITELLM_GUARD, ProxyDidNotStart(self._failure))
         self._read()
 
     def _forget_reading(self) -> None:
@@ -150,7 +149,7 @@ class ProxyKeeper(SupervisedActor):
 
     def _event(self, detail: str) -> None:
         self._journal.record("proxy", detail=detail)
-        self.directory.tell("state_store", RecordSystemEvent("proxy", detail))
+        self.directory.tell(ActorName.STATE_STORE, RecordSystemEvent("proxy", detail))
 
 
 def _done_as(what: str, outcome: Any) -> str:

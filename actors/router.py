@@ -21,11 +21,12 @@ from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execut
 from messages.routing import RecordEvidence
 from routing.decide import KindDecision, after_model, choose_executor, decide_kind
 
-from .supervised import ChildContext, SupervisedActor
-from .task_lifecycle import IllegalTransition, TaskState
+from runtime import ChildContext, SupervisedActor
+from store import IllegalTransition
+from vocabulary import ActorName, Mode, TaskState, Tier
 
-STORE = "state_store"
-GUARD = "litellm_guard"
+STORE = ActorName.STATE_STORE
+GUARD = ActorName.LITELLM_GUARD
 
 
 def kind_from_model_answer(answer: str, routing: RoutingConfig) -> str | None:
@@ -47,7 +48,7 @@ class Router(SupervisedActor):
         self._mode = "normal"
 
     def started(self) -> None:
-        self._mode = self.directory.ask("system_mode", GetMode())["mode"]
+        self._mode = self.directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"]
         self._reconcile(older_than_s=0)
         self.loop.tell_every(self._reconcile_interval_s, self.actor_ref, Reconcile())
 
@@ -68,7 +69,7 @@ class Router(SupervisedActor):
     def _dispatch(self, task: TaskView, decision: KindDecision | None = None) -> None:
         if task.task_id in self._classifying:
             return
-        if self._mode == "brainstem":
+        if self._mode == Mode.BRAINSTEM:
             self._park(task)
             return
         decision = decision or decide_kind(task, self._routing)
@@ -128,7 +129,7 @@ class Router(SupervisedActor):
         question = ({"role": "system", "content": f"Classify the user's task as exactly one of: {kinds}. "
                                                   "Answer with that one word."},
                     {"role": "user", "content": task.description})
-        self.directory.tell(GUARD, Complete(question, tier="P1", task_id=task.task_id, purpose="classify",
+        self.directory.tell(GUARD, Complete(question, tier=Tier.P1, task_id=task.task_id, purpose="classify",
                                             max_tokens=8, allow_fallback=False, reply_to=self.name,
                                             correlation=task.task_id))
 

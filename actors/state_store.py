@@ -45,7 +45,6 @@ from messages import (
     TaskView,
     Transition,
 )
-from messages.routing import RecordEvidence
 from messages.im import (
     LoadState,
     MarkSent,
@@ -55,32 +54,12 @@ from messages.im import (
     SaveState,
     SeenInbound,
 )
-
-from .journal import Journal
-from .store_schema import (
-    INSERT_EVENT,
-    INSERT_TASK,
-    SELECT_TASK,
-    SELECT_TASK_BY_KEY,
-    UPDATE_TASK,
-    ActorState,
-    CostEntry,
-    ImInbound,
-    ImOutbound,
-    SystemEvent,
-    Task,
-    TaskEvent,
-    open_database,
-)
-from .supervised import ChildContext, SupervisedActor
-from .task_lifecycle import (
-    INTERRUPTED_BY_RESTART,
-    IllegalTransition,
-    KeyReused,
-    TaskState,
-    UnknownTask,
-    check_transition,
-)
+from messages.routing import RecordEvidence
+from runtime import ChildContext, Journal, SupervisedActor
+from store import (ActorState, CostEntry, INSERT_EVENT, INSERT_TASK, INTERRUPTED_BY_RESTART,
+                   IllegalTransition, ImInbound, ImOutbound, KeyReused, SELECT_TASK, SELECT_TASK_BY_KEY,
+                   SystemEvent, Task, TaskEvent, UPDATE_TASK, UnknownTask, check_transition, open_database)
+from vocabulary import TaskState
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
           RecordInbound, QueueOutbound, MarkSent)

@@ -23,18 +23,16 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from clients import log_tail
 from config import LiteLLMConfig, RepairConfig
 from messages import (CloudDown, CloudUp, CreateTask, GetMode, Introspect, LastSystemEvent, LiteLLMDown, LiteLLMUp,
                       ModeChanged, Notice, RecordSystemEvent, RepairDue, TaskChanged, VerifyRepair)
+from runtime import ChildContext, Journal, SupervisedActor
 from texts import say
+from vocabulary import ActorName, MODE_LISTENERS, Mode, NOTICE_LISTENERS
 
-from .journal import Journal
-from .litellm_proxy import log_tail
-from .supervised import ChildContext, SupervisedActor
-
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 HOUR_S = 3600.0
-MODE_LISTENERS = ("router", "brainstem", "health_monitor", "gateway", "console")
 
 
 class SystemMode(SupervisedActor):
@@ -46,7 +44,7 @@ class SystemMode(SupervisedActor):
         self._locale = locale
         self._journal = journal
         self._home = home
-        self.mode = "normal"
+        self.mode = Mode.NORMAL
         self._proxy_down = self._cloud_down = False
         self._down_reason = ""
         self._repair_task: int | None = None
@@ -56,11 +54,11 @@ class SystemMode(SupervisedActor):
 
     def started(self) -> None:
         last = self.directory.ask(STORE, LastSystemEvent("mode"))
-        if last and last["data"].get("mode") == "brainstem":   # the process died in brainstem mode
+        if last and last["data"].get("mode") == Mode.BRAINSTEM:   # the process died in brainstem mode
             self._cloud_down = True
             self._update_mode("still offline after a restart: staying in brainstem mode")
         if self.context.incarnation > 0 and self._litellm is not None:   # a restart: the guard knows the route
-            if self.directory.ask("litellm_guard", Introspect())["route"] == "direct":
+            if self.directory.ask(ActorName.LITELLM_GUARD, Introspect())["route"] == "direct":
                 self._proxy_down, self._down_reason = True, "found on direct calls after a restart"
                 self._update_mode(self._down_reason)
                 self._schedule_repair(0)
@@ -157,7 +155,7 @@ class SystemMode(SupervisedActor):
 
     # --- mode and notices ----------------------------------------------------------------------------------
     def _update_mode(self, why: str) -> None:
-        mode = "brainstem" if self._cloud_down else "degraded" if self._proxy_down else "normal"
+        mode = Mode.BRAINSTEM if self._cloud_down else Mode.DEGRADED if self._proxy_down else Mode.NORMAL
         if mode == self.mode:
             return
         previous, self.mode = self.mode, mode
@@ -175,8 +173,8 @@ class SystemMode(SupervisedActor):
         self._notices.append({"at": time.time(), "key": notice.key, "text": notice.text, "to": notice.to})
         self.directory.tell(STORE, RecordSystemEvent("notice", notice.text, {"key": notice.key, "to": list(notice.to),
                                                                              "wording": notice.wording}))
-        self.directory.tell("console", notice)
-        self.directory.tell("openclaw_bridge", notice)
+        for name in NOTICE_LISTENERS:
+            self.directory.tell(name, notice)
 
 
 def _duration(seconds: float) -> str:

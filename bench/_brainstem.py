@@ -1,6 +1,6 @@
 """`python -m bench brainstem [--quick] [--keep]`: what a cloud outage costs.
 
-1. The local model (`actors.local_model.LocalModel`, mlx_lm): cold load time, process RSS before load /
+1. The local model (`clients.local_model.LocalModel`, mlx_lm): cold load time, process RSS before load /
    loaded / after unload (and a second load → unload in the same process), generation of 16 tokens —
    for the tiny random Qwen2 and a bigger random one (~0.5 GB of float32 weights), each made and measured
    in a fresh subprocess (bench/_brainstem_child.py) so imports and allocator state never mix.
@@ -241,7 +241,7 @@ def _set_cloud(tree: Tree, mode: str) -> None:
 
 
 def _submit(tree: Tree, token: str, first: int, count: int) -> list[int]:
-    from actors.gateway_client import GatewaySession
+    from clients.gateway_client import GatewaySession
     url = _introspect(tree, "gateway")["url"]
 
     async def scenario() -> list[int]:

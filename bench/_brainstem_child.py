@@ -26,7 +26,7 @@ def make(directory: Path, hidden: int, layers: int, intermediate: int) -> dict:
 
 
 def measure(directory: Path, tokens: int) -> dict:
-    from actors.local_model import LocalModel, process_rss_mb
+    from clients.local_model import LocalModel, process_rss_mb
 
     out: dict = {"rss_start_mb": process_rss_mb()}
     model = LocalModel(str(directory), max_tokens=tokens)

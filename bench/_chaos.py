@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 
 from ._orchestrator import Orchestrator
 

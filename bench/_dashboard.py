@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from actors.store_schema import CostEntry, Task, TaskEvent, open_database
+from store.schema import CostEntry, Task, TaskEvent, open_database
 from dashboard import Caps, read_figures
 
 DAYS = 90

@@ -62,7 +62,7 @@ def quiet_litellm() -> None:
 async def _overhead_calls(plan: LitePlan, free_url: str, lite) -> list[Figure]:
     import httpx2
 
-    from actors.model_calls import call_direct, call_via_proxy
+    from clients.model_calls import call_direct, call_via_proxy
 
     tier = lite.tiers["P1"]
     key = lite.proxy_key or "omni-proxy"
@@ -92,7 +92,7 @@ async def _overhead_calls(plan: LitePlan, free_url: str, lite) -> list[Figure]:
 
 def overhead(plan: LitePlan, home: Path) -> tuple[list[Figure], dict[str, float]]:
     """Providers and a proxy of its own (free ports, home/overhead), measured, then stopped."""
-    from actors.litellm_proxy import start_proxy, stop_proxy
+    from clients.litellm_proxy import start_proxy, stop_proxy
     from sandbox.providers import start_providers
 
     own = home / "overhead"
@@ -204,7 +204,7 @@ def _answered_after(outcomes: list[Outcome], since: float, route: str, count: in
 
 def kill_round(tree: Tree, outcomes: list[Outcome]) -> Round:
     """SIGKILL the proxy, time the failover, restart the proxy ourselves, wait until the guard is back on it."""
-    from actors.litellm_proxy import restart_proxy
+    from clients.litellm_proxy import restart_proxy
 
     result = Round()
     home = tree.cfg.home

@@ -180,17 +180,20 @@ class Tree:
         return self.directory.ask(name, message, timeout_s)
 
     def start(self) -> Tree:
-        """supervisor.build_tree + Supervisor, as tests/conftest.py's start_tree does."""
+        """actor_tree.build_tree + Supervisor, as tests/conftest.py's start_tree does."""
         from rich.console import Console
 
-        import supervisor
-        from actors import Directory, EventLoopThread, Journal, Supervisor
+        import actor_tree
+        from runtime.directory import Directory
+        from runtime.event_loop import EventLoopThread
+        from runtime.journal import Journal
+        from runtime.supervisor import Supervisor
 
         self.journal = Journal(self.cfg.log_dir)
         self.loop = EventLoopThread().start()
         self.directory = Directory()
         self._devnull = open(os.devnull, "w", encoding="utf-8")
-        specs = supervisor.build_tree(self.cfg, self.journal, Console(file=self._devnull), self.token)
+        specs = actor_tree.build_tree(self.cfg, self.journal, Console(file=self._devnull), self.token)
         self.supervisor = Supervisor.start(specs, self.cfg.supervision, self.loop, self.directory,
                                            on_escalation=self.escalations.append)
         self.directory.register("supervisor", self.supervisor)

@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
-from actors.gateway_client import GatewaySession
-from actors.mcp_link import McpLink
+from clients.gateway_client import GatewaySession
+from clients.mcp_link import McpLink
 from config import PROJECT_ROOT, ExecutorConfig
 
 from ._stats import Figure, Stopwatch

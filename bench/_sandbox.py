@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 
 from ._litellm_world import PROXY_VENV_LITELLM, bench_config, fresh_ports

@@ -19,23 +19,23 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
+from vocabulary import TIERS, Tier
 
 from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoConfig, ExecutorConfig, GatewayConfig,
                      LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 from .schema import ImConfig, SandboxOpenClawConfig
+from redaction import hide_keys, is_secret_name, looks_like_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DEFAULT = PROJECT_ROOT / "config" / "sandbox.yaml"
 # ${NAME}, or ${NAME:-default} for values that may be defaulted (the sandbox's fake keys)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = ("env", "headers", "api_keys")
+KEY_NOT_SHOWN = "(a key, not shown)"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")       # kinds, tools, backup key names: never expanded
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What a key looks like, wherever it stands: vendors' prefixes, or a long run of letters and digits.
-_KEY_SHAPES = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\b(?:ghp|gho|ghs|ghu|ghr|github_pat|glpat|xox[abpr])"
-                         r"[-_][A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}|\bAIza[0-9A-Za-z_-]{30,}|[A-Za-z0-9]{32,}")
-
 
 class ConfigError(ValueError):
     """A config mistake, on one line: `file: key.path: expected …, got …`. It never holds a value that came
@@ -44,7 +44,7 @@ class ConfigError(ValueError):
     def __init__(self, file: Path | str, key_path: str, expected: str, got: str | None = None):
         self.file, self.key_path, self.expected = str(file), key_path, expected
         detail = f"{key_path or '(top level)'}: expected {expected}" + ("" if got is None else f", got {got}")
-        super().__init__(f"{self.file}: {_one_line(_redact_keys(detail))}")
+        super().__init__(f"{self.file}: {_one_line(hide_keys(detail, KEY_NOT_SHOWN))}")
 
 
 class UnreadableConfig(ConfigError):
@@ -215,7 +215,7 @@ def _litellm(node: _Node, backup_keys: dict[str, str]) -> LiteLLMConfig:
     mode = node.choice("mode", ("managed", "external"), "external")
     defaults = LiteLLMConfig(mode="external", url="", tiers={})
     tiers = {name: _tier(name, tier, backup_keys) for name, tier in node.child("tiers").items()}
-    if list(tiers) != ["P1", "P2"]:
+    if list(tiers) != list(TIERS):
         raise ConfigError(node.file, node.key("tiers"), "the tiers P1 (free) and P2 (paid), in that order",
                           ", ".join(tiers) or "none")
     managed = mode == "managed"
@@ -522,7 +522,7 @@ def _check_templates(node: _Node) -> None:
             for i, item in enumerate(value):
                 check(item, f"{key_path}[{i}]")
         elif isinstance(value, str):
-            if not node.owner_only and _looks_like_key(value):
+            if not node.owner_only and looks_like_key(value):
                 raise ConfigError(node.file, key_path, "no literal key in a template (pass it to the server in "
                                   "its env as a ${ENV_NAME} reference, or chmod 600 this file)", "a literal key")
             try:
@@ -552,7 +552,7 @@ def _routing(node: _Node, executors: Mapping[str, ExecutorConfig]) -> RoutingCon
             raise ConfigError(rule.file, rule.key("executors"), "at least one executor name")
         rules.append(RoutingRule(kind=rule.name("kind"), executors=tuple(names),
                                  patterns=tuple(rule.pattern_list("match")),
-                                 tier=rule.choice("tier", ("P1", "P2"), "P1")))
+                                 tier=rule.choice("tier", TIERS, Tier.P1)))
     if not rules:
         raise ConfigError(node.file, node.key("rules"), "at least one routing rule")
     kinds = [rule.kind for rule in rules]
@@ -657,7 +657,7 @@ class _Node:
         if default is not None and not self.given(name):
             return default
         return self._get(name, _REQUIRED, "a non-empty name (letters, digits, _ . : / -; as written, no ${…})",
-                         lambda v: isinstance(v, str) and bool(_NAME.fullmatch(v)) and not _looks_like_key(v))
+                         lambda v: isinstance(v, str) and bool(_NAME.fullmatch(v)) and not looks_like_key(v))
 
     def env_name(self, name: str, default: str | None = None) -> str:
         if default is not None and not self.given(name):
@@ -717,7 +717,7 @@ class _Node:
             return os.environ[name]
 
         if not self.owner_only:
-            if _looks_like_key(_literal_part(text)):
+            if looks_like_key(_literal_part(text)):
                 raise ConfigError(self.file, key_path, "a ${ENV_NAME} reference where a key stands (a literal key "
                                   "is only accepted in a file readable by its owner alone: chmod 600)", "a literal key")
             if secret and _secret_slot(key_path) and not _ENV_REFERENCE.search(text):
@@ -747,25 +747,9 @@ def _literal_part(text: str) -> str:
     return _ENV_REFERENCE.sub(lambda m: m.group(2) or "", text)
 
 
-def _looks_secret(name: str) -> bool:
-    return bool(re.search(r"(key|token|secret|passw|authorization|cookie|credential)", name, re.IGNORECASE))
-
-
 def _secret_slot(key_path: str) -> bool:
     """A place where only a secret stands: a variable or header named like one, or anything under api_keys."""
-    return key_path.startswith("api_keys.") or _looks_secret(key_path.rsplit(".", 1)[-1])
-
-
-def _looks_like_key(text: str) -> bool:
-    return any(_key_shaped(match.group()) for match in _KEY_SHAPES.finditer(text))
-
-
-def _key_shaped(token: str) -> bool:
-    return not (token.isalpha() or token.isdigit())   # a long word or a long number is no key
-
-
-def _redact_keys(text: str) -> str:
-    return _KEY_SHAPES.sub(lambda m: "(a key, not shown)" if _key_shaped(m.group()) else m.group(), text)
+    return key_path.startswith("api_keys.") or is_secret_name(key_path.rsplit(".", 1)[-1])
 
 
 def _one_line(text: str) -> str:
@@ -773,7 +757,7 @@ def _one_line(text: str) -> str:
 
 
 def _shown_name(name: Any) -> str:
-    return "(a name shaped like a key)" if _looks_like_key(str(name)) else str(name)
+    return "(a name shaped like a key)" if looks_like_key(str(name)) else str(name)
 
 
 def _describe(value: Any, key_path: str) -> str:
@@ -782,7 +766,7 @@ def _describe(value: Any, key_path: str) -> str:
         return "nothing"
     kind = _KINDS.get(type(value), type(value).__name__)
     parts = [part for part in re.split(r"[.\[\]]", key_path) if part]
-    secret = any(part in _SECRET_KEYS for part in parts) or (parts and _looks_secret(parts[-1]))
+    secret = any(part in _SECRET_KEYS for part in parts) or (parts and is_secret_name(parts[-1]))
     if isinstance(value, str) and _ENV_REFERENCE.search(value) and not (secret and _literal_part(value)):
         written = _ENV_REFERENCE.sub(lambda m: "${%s}" % m.group(1), value)
         shown = written if _ENV_REFERENCE.fullmatch(value) else repr(written)
@@ -790,6 +774,6 @@ def _describe(value: Any, key_path: str) -> str:
     if secret:
         return f"a {kind} (value not shown)"
     text = repr(value) if isinstance(value, str) else _SHORT_REPR.repr(value)   # YAML aliases can nest without end
-    if _looks_like_key(text):
+    if looks_like_key(text):
         return f"a {kind} that looks like a key (value not shown)"
     return text if len(text) <= 60 else f"a {kind} of {len(text)} characters"

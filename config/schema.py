@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from vocabulary import Tier
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 RestartType = Literal["permanent", "transient", "temporary"]
@@ -52,7 +53,7 @@ class RoutingRule:
     kind: str
     executors: tuple[str, ...]
     patterns: tuple[re.Pattern[str], ...] = ()
-    tier: str = "P1"                    # P2 marks work complex enough for the paid tier (budget permitting)
+    tier: str = Tier.P1                 # P2 marks work complex enough for the paid tier (budget permitting)
 
 
 @dataclass(frozen=True, slots=True)

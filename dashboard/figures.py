@@ -3,7 +3,7 @@
 Why not ask the StateStore: these are aggregate scans over up to 90 days of cost rows (a health ping is
 one every 15 s), and the store's mailbox serialises every task move; a scan there would delay them. The
 database is in WAL mode, so a reader on its own connection never blocks the store's writes, nor they it.
-Days are local calendar days, as the budget counts them (`actors.budget.day_start`).
+Days are local calendar days, as the budget counts them (`clients.budget.day_start`).
 
 >>> figures = read_figures(Path("~/.omni/omni.db"), Caps(1.0, 20.0, (0.8,)), paid_tiers=("P2",), days=7)
 >>> figures["spend_by_tier"]["P2"][-1]       # today's paid spend, USD

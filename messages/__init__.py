@@ -6,20 +6,17 @@ from .mode import (CloudAnswered, CloudDown, CloudUp, GetMode, LiteLLMDown, Lite
                    Notice, PingCloud, RepairDue, ReplyWhileDown, VerifyRepair)
 from .models import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, Probe, ProbeResult, RecordCost,
                      RouteChanged, SumCosts, TierChoice)
-from .tasks import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, TERMINAL_STATES, CallEnded, CountTasksByState,
-                    CreateTask, Execute, GetTask, GetTaskHistory,
-                    LastSystemEvent, ListTasks, RecordDecision, RecordProgress, RecordSystemEvent, SumCostsByTask,
-                    TaskChanged,
-                    TaskView, Transition)
+from .tasks import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CallEnded, CountTasksByState, CreateTask, Execute,
+                    GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordDecision, RecordProgress,
+                    RecordSystemEvent, SumCostsByTask, TaskChanged, TaskView, Transition)
 
-__all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged", "PingCloud",
-           "ReplyWhileDown", "LastSystemEvent",
-           "CheckProxyMemory", "ProxyActionDone", "ChooseTier", "Complete", "Completion", "CompletionFailed",
-           "CurrentRoute", "GetMode", "LiteLLMDown",
-           "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue", "RouteChanged", "SumCosts",
-           "TierChoice", "VerifyRepair", "CallEnded", "ChildExited", "CountTasksByState", "CrashNow", "CreateTask",
-           "Execute", "ExecutorHealth",
-           "GetTask", "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
-           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask", "RestartChild",
-           "SweepChildren", "TERMINAL_STATES", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID",
-           "TaskChanged", "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain"]
+__all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged",
+           "PingCloud", "ReplyWhileDown", "LastSystemEvent", "CheckProxyMemory", "ProxyActionDone",
+           "ChooseTier", "Complete", "Completion", "CompletionFailed", "CurrentRoute", "GetMode",
+           "LiteLLMDown", "LiteLLMUp", "Notice", "Probe", "ProbeResult", "RecordCost", "RepairDue",
+           "RouteChanged", "SumCosts", "TierChoice", "VerifyRepair", "CallEnded", "ChildExited",
+           "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth", "GetTask",
+           "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
+           "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask",
+           "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged",
+           "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from vocabulary import Tier
+
 Route = Literal["proxy", "direct"]
 
 
@@ -13,7 +15,7 @@ class Complete:
     the outcome is also told to that actor as `Completion` or `CompletionFailed`."""
 
     messages: tuple[Mapping[str, str], ...]
-    tier: str = "P1"
+    tier: str = Tier.P1
     task_id: int | None = None
     purpose: str = "call"
     max_tokens: int = 256

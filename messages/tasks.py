@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-TERMINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+from vocabulary import TERMINAL_STATES
+
 DESCRIPTION_LIMIT = 20_000               # characters of a task's text, from any route in (the contract: README)
 MAX_TASK_ID = 2**63 - 1                  # SQLite's INTEGER: no larger number can name a task
 KEY_LIMIT = 200                          # characters of an idempotency key or a sender's name

@@ -12,9 +12,9 @@ import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from actors.supervised import ChildContext, SupervisedActor
 from config import DemoConfig
 from messages import Introspect
+from runtime import ChildContext, SupervisedActor
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from actors.supervised import ChildContext, SupervisedActor
 from config import PROJECT_ROOT
 from messages import Reconcile
+from runtime import ChildContext, SupervisedActor
 
 READY_FILE = "providers.json"
 CHECK_INTERVAL_S = 1.0

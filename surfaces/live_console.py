@@ -31,16 +31,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from actors.budget import day_start, month_start
-from actors.directory import Directory
-from actors.supervised import describe
-from messages import TERMINAL_STATES, Introspect, ListTasks, SumCosts, SumCostsByTask
+from clients import day_start, month_start
+from messages import Introspect, ListTasks, SumCosts, SumCostsByTask
+from runtime import Directory, describe
+from vocabulary import ActorName, Mode, TERMINAL_STATES, TaskState
 
 log = logging.getLogger(__name__)
 
-SUPERVISOR, STORE, GUARD, HEALTH = "supervisor", "state_store", "litellm_guard", "health_monitor"
-MODE, FEED = "system_mode", "console"
-ACTIVE_STATES = ("executing", "dispatching", "waiting", "idle")
+SUPERVISOR, STORE, GUARD, HEALTH = (ActorName.SUPERVISOR, ActorName.STATE_STORE, ActorName.LITELLM_GUARD,
+                                   ActorName.HEALTH_MONITOR)
+MODE, FEED = ActorName.SYSTEM_MODE, ActorName.TRANSITION_FEED
+ACTIVE_STATES = (TaskState.EXECUTING, TaskState.DISPATCHING, TaskState.WAITING, TaskState.IDLE)
 ASK_DEADLINE_S = 0.25        # all of one round's asks together; a slower actor is shown as busy
 REFRESH_S = 0.33             # a frame (gather + render) starts every third of a second
 TASK_ROWS = 30               # tasks asked for (per active state, and recent): the panel shows what fits
@@ -48,11 +49,12 @@ EVENTS_KEPT = 50
 BUSY = "busy"                # an actor that is registered but did not answer in time
 QUIET_LOGGERS = ("pykka", "mcp", "httpx", "uvicorn")   # their warnings go to the log file only
 
-MODE_STYLE = {"normal": "bold green", "degraded": "bold yellow", "brainstem": "bold red"}
+MODE_STYLE = {Mode.NORMAL: "bold green", Mode.DEGRADED: "bold yellow", Mode.BRAINSTEM: "bold red"}
 ROUTE_STYLE = {"proxy": "green", "direct": "yellow"}
 CHILD_STYLE = {"running": "green", "restarting": "yellow", "stopped": "red", "dead": "red"}
-STATE_STYLE = {"idle": "white", "dispatching": "cyan", "executing": "blue", "waiting": "yellow",
-               "completed": "green", "failed": "red", "cancelled": "magenta"}
+STATE_STYLE = {TaskState.IDLE: "white", TaskState.DISPATCHING: "cyan", TaskState.EXECUTING: "blue",
+               TaskState.WAITING: "yellow", TaskState.COMPLETED: "green", TaskState.FAILED: "red",
+               TaskState.CANCELLED: "magenta"}
 NONE = "—"
 
 
@@ -112,7 +114,7 @@ def gather(directory: Directory, config: str = "", started_at: float | None = No
         "tasks": tasks,
         "costs": {"today": _plain(answers["today"]), "month": _plain(answers["month"])},
         "budget": guard.get("budget") or {},
-        "dashboard_url": _plain(snapshots.get("gateway")).get("dashboard_url"),
+        "dashboard_url": _plain(snapshots.get(ActorName.GATEWAY)).get("dashboard_url"),
         "events": sorted([*feed.get("events", []), *log_events], key=lambda e: e["at"])[-EVENTS_KEPT:],
     }
 
@@ -315,7 +317,7 @@ def render_events(snapshot: dict[str, Any]) -> Panel:
 
 
 def event_text(event: dict[str, Any]) -> Text:
-    """One event (see `actors.console.event_of`) as a line of the events panel."""
+    """One event (see `actors.transition_feed.event_of`) as a line of the events panel."""
     match event.get("event"):
         case "transition":
             route = " ".join(part for part in (event.get("executor"), event.get("tier")) if part)

@@ -22,8 +22,6 @@ import errno
 import io
 import logging
 import os
-import re
-import select
 import socket
 import stat
 import sys
@@ -32,7 +30,7 @@ import time
 import types
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import manhole
 import pykka
@@ -43,50 +41,24 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 import messages
-from actors import Directory, TaskState
-from actors.gateway_tools import PERIODS
-from actors.supervised import describe
-from messages import CrashNow, GetMode, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
+from commands import system_status_now
+from gateway import PERIODS
+from messages import CrashNow, GetTask, GetTaskHistory, Introspect, ListTasks, SumCosts
+from redaction import redact
+from runtime import Directory, describe
+from vocabulary import ActorName, TaskState
 
 log = logging.getLogger(__name__)
 
 WIDTH = 100
-SUPERVISOR, STORE, GUARD, HEALTH = "supervisor", "state_store", "litellm_guard", "health_monitor"
-SECRET_WORDS = frozenset({"key", "keys", "apikey", "token", "secret", "secrets", "password", "passwd",
-                          "authorization", "credential", "credentials", "bearer"})
-SECRET_VALUES = ((re.compile(r"(?i)\b(bearer\s+)\S+"), r"\1***"), (re.compile(r"\bsk-[\w-]{6,}"), "sk-***"))
+SUPERVISOR, STORE, GUARD, HEALTH = (ActorName.SUPERVISOR, ActorName.STATE_STORE, ActorName.LITELLM_GUARD,
+                                   ActorName.HEALTH_MONITOR)
 STATUS_STYLE = {"running": "green", "restarting": "yellow", "stopped": "red"}
 SNAPSHOT_WAIT_S = 1.0
-QUEUED_NOTICE_S = 2.0
 
 
 def socket_path(home: Path) -> Path:
     return home / "run" / "repl.sock"
-
-
-# --- secrets --------------------------------------------------------------------------------------------------
-
-def is_secret_name(name: str) -> bool:
-    """`api_key`, `OPENAI_API_KEY`, `x-api-key`, `apiKey`, `gateway_token`, `Authorization` are; `tokens_in` is not."""
-    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower())
-    return any(word in SECRET_WORDS for word in words)
-
-
-def redact(value: Any) -> Any:
-    """A copy of `value` where every value under a secret-looking name, and every bearer or `sk-` key, is "***"."""
-    if isinstance(value, Mapping):
-        return {k: "***" if is_secret_name(str(k)) else redact(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(value, **{f.name: "***" if is_secret_name(f.name) else redact(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    if isinstance(value, (tuple, set, frozenset)):
-        return tuple(redact(item) for item in value)
-    if isinstance(value, str):
-        for pattern, replacement in SECRET_VALUES:
-            value = pattern.sub(replacement, value)
-    return value
 
 
 # --- the helpers ----------------------------------------------------------------------------------------------
@@ -191,13 +163,11 @@ class Introspection:
 
     def mode(self) -> None:
         """the system mode, the model route and the cloud's health"""
-        children = {child["name"] for child in self._directory.ask(SUPERVISOR, Introspect())}
+        status = system_status_now(self._directory.ask)
         grid = Table.grid(padding=(0, 2))
-        grid.add_row("[bold]mode[/]", self._directory.ask("system_mode", GetMode())["mode"])
-        grid.add_row("[bold]route[/]", self._directory.ask(GUARD, Introspect())["route"] if GUARD in children
-                     else "none: no model route is configured")
-        grid.add_row("[bold]cloud[/]", self._directory.ask(HEALTH, Introspect())["cloud"] if HEALTH in children
-                     else "not watched: no model route is configured")
+        grid.add_row("[bold]mode[/]", status["mode"])
+        grid.add_row("[bold]route[/]", status["route"] or "none: no model route is configured")
+        grid.add_row("[bold]cloud[/]", status["cloud"] or "not watched: no model route is configured")
         show(grid)
 
     def cost(self, period: str = "today") -> None:
@@ -246,7 +216,7 @@ class Introspection:
 
     def drill(self, name: str) -> None:
         """a sandbox fault drill: litellm-kill, cloud-outage, rate-limit, executor-crash, actor-crash"""
-        from surfaces.drills import DrillError, run_drill
+        from cli.drills import DrillError, run_drill
         if name == "actor-crash":   # `supervisor.py drill actor-crash` comes through this very REPL: crash directly
             self.crash("router")
             return
@@ -450,54 +420,3 @@ class _ThisThread:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session if threading.get_ident() == self._thread else self._others, name)
-
-
-# --- the client's end -----------------------------------------------------------------------------------------
-
-def attach(home: Path) -> int:
-    """`python supervisor.py repl`: relay this terminal to the running supervisor's REPL until Ctrl-D."""
-    path = socket_path(home)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as repl:
-        try:
-            repl.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            print(f"no supervisor is running with data in {home} (no REPL listens at {path}); start one with "
-                  "`python supervisor.py`, or name its data directory with --home", file=sys.stderr)
-            return 1
-        except OSError as error:
-            print(f"cannot reach the REPL at {path}: {error.strerror or error}", file=sys.stderr)
-            return 1
-        try:
-            _relay(repl)
-        except KeyboardInterrupt:
-            print("\ndetached", file=sys.stderr)
-    return 0
-
-
-def _relay(repl: socket.socket) -> None:
-    """Copy lines typed (the terminal stays in its own line mode) to the socket and the socket's output to stdout.
-    End of input (Ctrl-D) ends the session; the supervisor's closing of the socket ends the relay."""
-    stdin, out = sys.stdin.fileno(), sys.stdout.buffer
-    sources: list[Any] = [repl, stdin]
-    greeted = False
-    while True:
-        ready, _, _ = select.select(sources, [], [], None if greeted else QUEUED_NOTICE_S)
-        if not ready:
-            print("another REPL session is attached; yours starts when it ends (Ctrl-C gives up)", file=sys.stderr)
-            greeted = True
-        if repl in ready:
-            data = repl.recv(65536)
-            if not data:
-                if stdin in sources:                # not after our Ctrl-D: exit(), or the supervisor stopping
-                    print("\nthe session ended", file=sys.stderr)
-                return
-            greeted = True
-            out.write(data)
-            out.flush()
-        if stdin in ready:
-            typed = os.read(stdin, 65536)
-            if typed:
-                repl.sendall(typed)
-            else:
-                repl.shutdown(socket.SHUT_WR)
-                sources.remove(stdin)

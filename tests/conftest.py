@@ -29,8 +29,11 @@ import pytest
 import yaml
 from rich.console import Console
 
-import supervisor
-from actors import Directory, EventLoopThread, Journal, Supervisor
+import actor_tree
+from runtime.directory import Directory, Watcher
+from runtime.event_loop import EventLoopThread
+from runtime.journal import Journal
+from runtime.supervisor import Supervisor
 from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config, overlay
 
 # The real OpenClaw's fixtures, for every module: one gateway for the whole session (tests/real_openclaw.py).
@@ -109,13 +112,16 @@ def _introspect():
 def start_tree(omni_home):
     trees: list[Tree] = []
 
-    def start(config_path: Path, wait_for_executors: bool = True) -> Tree:
+    def start(config_path: Path, wait_for_executors: bool = True, watchers: tuple[Watcher, ...] = ()) -> Tree:
+        """`watchers`: called on every ask in the tree from its start (`Directory.watch`)."""
         cfg = load_config(config_path)
         journal = Journal(cfg.log_dir)
         loop = EventLoopThread().start()
         directory = Directory()
+        for watcher in watchers:
+            directory.watch(watcher)
         escalations: list[str] = []
-        specs = supervisor.build_tree(cfg, journal, Console(file=open(os.devnull, "w")), TOKEN)
+        specs = actor_tree.build_tree(cfg, journal, Console(file=open(os.devnull, "w")), TOKEN)
         tree_ref = Supervisor.start(specs, cfg.supervision, loop, directory, on_escalation=escalations.append)
         directory.register("supervisor", tree_ref)
         tree = Tree(cfg, directory, loop, tree_ref, journal, escalations)
@@ -270,7 +276,7 @@ def _shared_models(tmp_path_factory) -> SharedModels:
     proxy takes 5–10 s to start). Started here, not by a tree: to a tree it is an `external` proxy (no keeper), so
     no tree starts, restarts or stops it."""
     _require_litellm_venv()
-    from actors.litellm_proxy import start_proxy, stop_proxy
+    from clients.litellm_proxy import start_proxy, stop_proxy
     from sandbox.providers import ProvidersAdmin, start_providers, stop_providers
     from sandbox.tiny_model import make_tiny_qwen2
     home = tmp_path_factory.mktemp("shared-models")
@@ -303,7 +309,7 @@ def live_models(_shared_models, omni_home) -> dict[str, Any]:
     only need a live proxy (they must not kill or restart it). Each test gets them as a fresh world would be:
     every upstream back to `ok` with no calls counted, the proxy answering, and the providers' admin URL in
     `$OMNI_HOME/providers.json` where a tree's own providers write it."""
-    from actors.litellm_proxy import proxy_status
+    from clients.litellm_proxy import proxy_status
     shared = _shared_models
     shared.providers.reset()
     status = proxy_status(shared.litellm, shared.home)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from messages import GetMode, Introspect
 from sandbox.providers import ProvidersAdmin
 from sandbox.tiny_model import make_tiny_qwen2

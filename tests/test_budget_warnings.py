@@ -68,7 +68,7 @@ def test_the_sender_and_the_operator_are_told_once_per_period_even_across_restar
     assert all(data["to"] == [USER, OPERATOR] and data["task_id"] == task_id for _, data in told)
     for chat in (user, operator):
         assert chat.news(DAILY) and chat.news(MONTHLY)
-    console = [e for e in tree.ask("console", Introspect())["events"] if e["event"] == "notice"]
+    console = [e for e in tree.ask("transition_feed", Introspect())["events"] if e["event"] == "notice"]
     assert [e["key"] for e in console] == ["budget_warning_daily", "budget_warning_monthly"]
     journal = [json.loads(line) for line in (tree.cfg.log_dir / "events.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "system" and e.get("detail", "").startswith(DAILY) for e in journal) == 1

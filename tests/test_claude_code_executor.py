@@ -207,7 +207,7 @@ def test_cancel_interrupts_the_cli_and_leaves_no_process(work, model):
 
 def test_validate_checks_the_claude_cli_of_the_default_config(work, monkeypatch):
     from config import EMBEDDED_DEFAULT, load_config
-    from surfaces.validate import check_claude_cli
+    from cli.validate import check_claude_cli
     for name in ("OPENCLAW_GATEWAY_TOKEN", "MOLTWORKER_GATEWAY_TOKEN", "CF_ACCESS_CLIENT_ID", "CF_ACCESS_CLIENT_SECRET",
                  "CLIPROXY_API_KEY", "OPENROUTER_API_KEY", "CLIPROXY_BACKUP_KEY", "OPENROUTER_BACKUP_KEY"):
         monkeypatch.setenv(name, "from-the-environment")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.store_schema import CostEntry, SystemEvent, Task, TaskEvent, open_database
+from store.schema import CostEntry, SystemEvent, Task, TaskEvent, open_database
 from messages import Introspect, RecordCost
 
 from surfaces.live_console import gather, render_costs

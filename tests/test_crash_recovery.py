@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 
 from .conftest import TOKEN, task_states, wait_until
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 from messages import Introspect
 

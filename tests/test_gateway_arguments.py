@@ -11,7 +11,7 @@ import random
 import httpx2
 import pytest
 
-from actors.gateway_client import GatewayError, GatewaySession
+from clients.gateway_client import GatewayError, GatewaySession
 from messages import DESCRIPTION_LIMIT, MAX_TASK_ID
 
 from .conftest import TOKEN

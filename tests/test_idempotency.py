@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from actors.gateway_client import GatewayError, GatewaySession
+from clients.gateway_client import GatewayError, GatewaySession
 from messages import CrashNow, CreateTask
 from messages.im import LoadState, SaveState
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT, ConfigError, load_config
 from messages import CloudDown, CloudUp, CrashNow, GetTask, Introspect
 from sandbox.openclaw_stub import READY_FILE, StubAdmin

@@ -51,7 +51,7 @@ def test_an_internal_error_reaches_the_user_as_an_id_that_is_in_the_log(write_co
     locker = sqlite3.connect(tree.cfg.database_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")             # another program holds the write lock past busy_timeout
     try:
-        with caplog.at_level(logging.ERROR, logger="surfaces.commands"):
+        with caplog.at_level(logging.ERROR, logger="commands.interpreter"):
             reply = chat.ask("Summarise my inbox")
     finally:
         locker.execute("ROLLBACK")

@@ -224,7 +224,7 @@ def test_a_managed_proxy_past_its_memory_ceiling_is_restarted(start_tree, write_
     pid_file = omni_home / "litellm.pid"
     first = proxy_pid(omni_home)
     wait_until(lambda: pid_file.exists() and proxy_pid(omni_home) != first
-               and tree.ask("litellm_proxy", Introspect())["answers"], 60, "a restarted proxy answering")
+               and tree.ask("proxy_keeper", Introspect())["answers"], 60, "a restarted proxy answering")
     with sqlite3.connect(tree.cfg.database_path) as db:
         details = [row[0] for row in db.execute("select detail from system_event where kind = 'proxy'")]
     assert any("> ceiling 1 MB: restarting it" in detail for detail in details)

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from actors.litellm_proxy import (ProxyStartFailed, adopt_or_start_proxy, log_tail, main, proxy_paths, proxy_status,
-                                  restart_proxy, start_proxy, stop_proxy)
+from cli.proxy import main
+from clients.litellm_proxy import (ProxyStartFailed, adopt_or_start_proxy, log_tail, proxy_paths, proxy_status,
+                                   restart_proxy, start_proxy, stop_proxy)
 from config import PROJECT_ROOT, LiteLLMConfig
 from sandbox.providers import ProvidersAdmin, start_providers
 
@@ -277,7 +278,7 @@ def test_deadline_kills_a_proxy_that_never_answers(make_cfg, managed, tmp_path):
 
 
 def test_cli_status_without_a_proxy(tmp_path, monkeypatch, capsys):
-    """`python -m actors.litellm_proxy status` on a sandbox config: one line, exit 1 when nothing answers."""
+    """`python supervisor.py proxy status` on a sandbox config: one line, exit 1 when nothing answers."""
     monkeypatch.setenv("OMNI_HOME", str(tmp_path))
     config = tmp_path / "config.yaml"
     text = (PROJECT_ROOT / "config" / "sandbox.yaml").read_text()

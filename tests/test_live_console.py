@@ -19,9 +19,9 @@ import pykka
 import pytest
 from rich.console import Console
 
-from actors import Directory
-from actors.console import event_of, log_line
-from actors.gateway_client import GatewaySession
+from runtime.directory import Directory
+from actors.transition_feed import event_of, log_line
+from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 from messages import CreateTask, GetTask, ModeChanged, RecordCost, TaskChanged, TaskView
 from surfaces.live_console import (BUSY, gather, render_actors, render_costs, render_events, render_header,
@@ -177,7 +177,7 @@ def test_gather_reflects_the_tree_a_task_and_its_cost(write_config, start_tree):
             "events"} <= set(snapshot)
     assert (snapshot["mode"], snapshot["route"], snapshot["budget"]) == ("normal", None, {})
     actors = {a["name"]: a for a in snapshot["actors"]}
-    assert {"state_store", "router", "coder", "general", "gateway", "console"} <= set(actors)
+    assert {"state_store", "router", "coder", "general", "gateway", "transition_feed"} <= set(actors)
     assert actors["router"]["status"] == "running" and isinstance(actors["router"]["mailbox"], int)
     first = snapshot["tasks"][0]
     assert (first["task_id"], first["state"], first["executor"], first["cost_usd"]) == \

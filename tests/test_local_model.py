@@ -1,4 +1,4 @@
-"""The brainstem's local model (`actors.local_model`) on real mlx_lm, with tiny random Qwen2 models.
+"""The brainstem's local model (`clients.local_model`) on real mlx_lm, with tiny random Qwen2 models.
 
 Load → generate → unload for real (English, Traditional and Simplified Chinese instructions), memory
 given back on unload (measured on a ~74 MB model so the RSS change stands above noise), the errors a
@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from actors.local_model import LocalModel, LocalModelUnavailable, _trim_c_heap, process_rss_mb
+from clients.local_model import LocalModel, LocalModelUnavailable, _trim_c_heap, process_rss_mb
 from sandbox.tiny_model import CORPUS, make_tiny_qwen2
 
 pytestmark = pytest.mark.slow   # loads MLX models, and runs a process that uses them
@@ -147,7 +147,7 @@ def test_process_exits_cleanly_after_threads_used_mlx(tiny):
     that used it did not clear its streams; the model is left loaded here on purpose (atexit)."""
     script = (
         "import threading\n"
-        "from actors.local_model import LocalModel\n"
+        "from clients.local_model import LocalModel\n"
         f"m = LocalModel({str(tiny)!r})\n"
         "for fn in (m.load, lambda: m.generate('hi'), m.unload, m.load, lambda: m.generate('hi')):\n"
         "    t = threading.Thread(target=fn); t.start(); t.join()\n"

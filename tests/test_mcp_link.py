@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.mcp_link import CallOutcome, LinkFailed, LinkLost, McpLink
+from clients.mcp_link import CallOutcome, LinkFailed, LinkLost, McpLink
 from config.schema import ExecutorConfig
 
 pytestmark = pytest.mark.slow   # every test spawns MCP servers

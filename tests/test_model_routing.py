@@ -7,7 +7,7 @@ import os
 import signal
 import sqlite3
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from messages import Introspect
 
 from .conftest import TOKEN, wait_until

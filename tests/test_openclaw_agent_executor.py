@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 from mcp_servers.openclaw_agent import task_scope
 from sandbox.openclaw_world import OpenClawWorld

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from actors.gateway_client import GatewaySession
-from actors.litellm_proxy import start_proxy
+from clients.gateway_client import GatewaySession
+from clients.litellm_proxy import start_proxy
 from config import load_config
 from messages import GetMode, Introspect
 
@@ -35,7 +35,7 @@ def system_status(tree) -> dict:
 
 
 def keeper(tree, timeout_s: float = 10) -> dict:
-    return tree.ask("litellm_proxy", Introspect(), timeout_s=timeout_s)
+    return tree.ask("proxy_keeper", Introspect(), timeout_s=timeout_s)
 
 
 def repair_tasks(tree) -> list[str]:

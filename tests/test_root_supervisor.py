@@ -37,7 +37,7 @@ def test_a_message_the_root_does_not_understand_told_from_the_repl_stops_the_pro
         assert returncode == 1
         assert f"supervisor escalated, the tree is stopped: {reason}" in err.read_text()
         assert f"stopped: {reason}" in " ".join(out.read_text().split())   # Rich wraps at 80 columns
-        assert "CRITICAL actors.supervisor" in (log := (omni_home / "logs" / "supervisor.log").read_text())
+        assert "CRITICAL runtime.supervisor" in (log := (omni_home / "logs" / "supervisor.log").read_text())
         assert f"escalating: {reason}" in log
         assert "Traceback" not in err.read_text()
     finally:

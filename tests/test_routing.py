@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config.schema import RoutingConfig, RoutingRule
 from messages import TaskView
 from routing.decide import decide_kind

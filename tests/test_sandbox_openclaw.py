@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from actors.gateway_client import GatewaySession
+from clients.gateway_client import GatewaySession
 from config import EMBEDDED_DEFAULT, load_config
 from messages import Introspect
 from sandbox.openclaw_world import free_port

@@ -7,7 +7,7 @@ import time
 import httpx2
 import pytest
 
-from actors.gateway_client import GatewayError, GatewaySession
+from clients.gateway_client import GatewayError, GatewaySession
 from messages import CrashNow, Introspect
 
 from .conftest import TOKEN, task_states, wait_until
@@ -225,7 +225,7 @@ def test_a_request_from_a_foreign_origin_is_refused_even_with_the_token(write_co
 
 def test_the_sandbox_generates_an_owner_only_token_when_none_is_set(write_config, start_tree, omni_home, monkeypatch):
     monkeypatch.delenv("OMNI_GATEWAY_TOKEN")
-    from actors import gateway_token
+    from gateway.auth import gateway_token
     from config import load_config
     cfg = load_config(write_config(gateway={"generate_token": True}))
     token = gateway_token(cfg.gateway, cfg.home)

@@ -5,8 +5,14 @@ import sqlite3
 
 import pytest
 
-from actors import ChildSpec, Directory, EventLoopThread, IllegalTransition, Journal, StateStore, Supervisor
-from actors.task_lifecycle import LEGAL_TRANSITIONS, TaskState, check_transition
+from runtime.supervisor import ChildSpec, Supervisor
+from runtime.directory import Directory
+from runtime.event_loop import EventLoopThread
+from store.lifecycle import IllegalTransition
+from actors import StateStore
+from runtime.journal import Journal
+from store.lifecycle import LEGAL_TRANSITIONS, check_transition
+from vocabulary import TaskState
 from config import SupervisionConfig
 from messages import CountTasksByState, CreateTask, GetTaskHistory, Transition
 

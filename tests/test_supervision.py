@@ -1,6 +1,8 @@
 """The Supervisor's OTP semantics, with real pykka actors (no stand-ins for the Supervisor itself)."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from typing import Any
 
@@ -8,7 +10,10 @@ import pykka
 from pykka._envelope import Envelope
 import pytest
 
-from actors import ChildSpec, Directory, EventLoopThread, Supervisor, SupervisedActor
+from runtime.supervisor import ChildSpec, Supervisor
+from runtime.directory import Directory, IncarnationStopped
+from runtime.event_loop import EventLoopThread
+from runtime.supervised import SupervisedActor
 from config import SupervisionConfig
 from messages import CrashNow, Introspect
 
@@ -255,3 +260,39 @@ def test_a_child_crashing_at_every_start_escalates_with_the_shipped_settings(tre
     assert f"b needed more than {policy.max_restarts} restarts in {policy.within_s:g}s" in escalations[0]
     assert "RuntimeError: b cannot start" in escalations[0]
     wait_until(lambda: all(not child["alive"] for child in children(supervisor).values()), 5, "the tree stopped")
+
+
+class Lingerer(SupervisedActor):
+    """Leaves a coroutine running on the shared loop that asks and tells only once `go` is set: after this
+    incarnation has crashed and been replaced, as an I/O coroutine outliving its actor would."""
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ("leave-behind", go):
+                return self.loop.submit(self._linger(go))
+            case "ping":
+                return "pong"
+            case "ask-a":
+                return self.directory.ask("a", "ping")
+            case _:
+                return self.unhandled(message)
+
+    async def _linger(self, go) -> tuple[str, bool]:
+        await asyncio.wrap_future(go)
+        try:
+            asked = self.directory.ask("a", "ping", timeout_s=1)
+        except IncarnationStopped as refused:
+            asked = f"refused: {refused}"
+        return asked, self.directory.tell("a", "ping")
+
+
+def test_an_ask_or_tell_from_a_stopped_incarnation_is_refused(tree):
+    _, directory = tree(names=("a", "lingerer"), factories={"lingerer": lambda ctx: Lingerer.start(ctx)})
+    go: concurrent.futures.Future[None] = concurrent.futures.Future()
+    leftover = directory.ask("lingerer", ("leave-behind", go))
+    directory.tell("lingerer", CrashNow("drill"))
+    wait_until(lambda: directory.ask("lingerer", Introspect())["incarnation"] == 1, 5, "lingerer restarted")
+    go.set_result(None)
+    asked, told = leftover.result(timeout=5)
+    assert asked == "refused: a stopped incarnation of lingerer asked a str: refused" and told is False
+    assert directory.ask("lingerer", "ask-a") == "pong"      # the live incarnation asks as before

@@ -56,7 +56,7 @@ def _providers(home: Path):
 
 
 def litellm_kill(cfg: Config) -> str:
-    from actors.litellm_proxy import proxy_paths
+    from clients.litellm_proxy import proxy_paths
     _supervisor_pid(cfg.home)
     try:
         pid = int(proxy_paths(cfg.home).pid.read_text().split()[0])
@@ -119,7 +119,7 @@ def _through_repl(home: Path, line: str, timeout_s: float = 5.0) -> str:
 
 
 def heal(cfg: Config) -> str:
-    from actors.litellm_proxy import proxy_status, restart_proxy
+    from clients.litellm_proxy import proxy_status, restart_proxy
     done = []
     try:
         _providers(cfg.home).reset()

@@ -18,20 +18,20 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask,
+from messages import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CreateTask, GetTask,
                       GetTaskHistory,
                       Introspect, ListTasks, ReplyWhileDown, SumCosts, Transition)
+from commands import interpreter as im_commands, system_status
 from routing.explain import latest_evidence
-from surfaces import commands as im_commands   # a module import: surfaces.commands imports actors in turn
 
-from .budget import PERIOD_STARTS as PERIODS
-from .directory import ActorUnavailable, Directory
-from .gateway_arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
-from .task_lifecycle import IllegalTransition, KeyReused, TaskState
+from clients import PERIOD_STARTS as PERIODS
+from runtime import ActorUnavailable, Caller, Directory
+from .arguments import CheckedTool, Choice, Integer, Number, Text, require_object_arguments
+from store import IllegalTransition, KeyReused
+from vocabulary import ActorName, Mode, TIERS, TaskState
 
-STORE = "state_store"
-GUARD = "litellm_guard"
-TIERS = ("P1", "P2")
+STORE = ActorName.STATE_STORE
+GUARD = ActorName.LITELLM_GUARD
 MAX_WAIT_S = 300.0
 MAX_LIST = 500
 LIST_PREVIEW = 300                   # characters of a description, result or error in `list_tasks`
@@ -63,11 +63,11 @@ class _Watch:
 
 
 class GatewayTools:
-    def __init__(self, directory: Directory, kinds: tuple[str, ...], executors: tuple[str, ...],
+    def __init__(self, directory: Directory | Caller, kinds: tuple[str, ...], executors: tuple[str, ...],
                  models: bool = False, im: ImConfig | None = None):
         self._directory = directory
         self._models = models
-        self.mode = "normal"          # kept current by the Gateway actor (ModeChanged)
+        self.mode = Mode.NORMAL       # kept current by the Gateway actor (ModeChanged)
         self._executors = executors
         self.waiting: dict[int, list[_Watch]] = {}
         self._settled: OrderedDict[int, Any] = OrderedDict()   # task → its finished view, newest last
@@ -78,7 +78,9 @@ class GatewayTools:
         self.server = MCPServer("omni-orchestrator", instructions="Submit tasks to Omni-Orchestrator and follow "
                                 "them; tasks are routed to an executor and a model tier, and survive restarts.",
                                 tools=tools, middleware=[require_object_arguments])
-        self._commands = im_commands.CommandInterpreter(self._ask, directory.tell, im or ImConfig(), executors, models)
+        self.dashboard_url = ""       # set by the Gateway actor once it listens
+        self._commands = im_commands.CommandInterpreter(self._ask, directory.tell, im or ImConfig(), executors, models,
+                                                        dashboard_url=lambda: self.dashboard_url)
 
     # --- the tools -------------------------------------------------------------------------------------------
     async def submit_task(self, description: str, kind: str | None = None, sender: str | None = None,
@@ -96,8 +98,8 @@ class GatewayTools:
         except KeyReused as reused:
             raise ToolError(f"'idempotency_key' {reused}") from None
         answer = {"task_id": task.task_id, "state": task.state}
-        if self.mode == "brainstem":   # the cloud is down: say so, in the brainstem's words
-            answer["note"] = await self._ask("brainstem", ReplyWhileDown(description), timeout_s=30)
+        if self.mode == Mode.BRAINSTEM:   # the cloud is down: say so, in the brainstem's words
+            answer["note"] = await self._ask(ActorName.BRAINSTEM, ReplyWhileDown(description), timeout_s=30)
         if wait_s is None:
             return answer
         with self._watching(task.task_id) as watch:   # news since the answer above is in `_settled` or comes
@@ -129,18 +131,9 @@ class GatewayTools:
         return {"task_id": task.task_id, "state": task.state}
 
     async def system_status(self) -> dict[str, Any]:
-        """The system mode, the actors (with restarts and last errors), the executors' health, task counts."""
-        actors, counts = await asyncio.gather(self._ask("supervisor", Introspect()),
-                                              self._ask(STORE, CountTasksByState()))
-        executors = {}
-        for name in self._executors:
-            try:
-                executors[name] = await self._ask(name, Introspect(), timeout_s=2)
-            except ToolError as down:
-                executors[name] = {"link": f"down: {down}"}
-        mode = await self._ask("system_mode", GetMode())
-        route = (await self._ask(GUARD, Introspect()))["route"] if self._models else None
-        return {"mode": mode["mode"], "route": route, "actors": actors, "executors": executors, "tasks": counts}
+        """The system mode, the model route and the cloud, the actors (with restarts and last errors), the
+        executors' health, task counts."""
+        return await system_status(self._ask, self._executors)
 
     async def cost_report(self, period: str = "today") -> dict[str, Any]:
         """Model spend per tier for `today`, `week` (the last 7 days) or `month`, against the paid budget."""

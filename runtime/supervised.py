@@ -15,6 +15,7 @@ error (bad input must not kill the actor); it is returned to the caller and the 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,8 @@ class SupervisedActor(pykka.ThreadingActor):
         super().__init__()
         self.context = context
         self.loop = context.loop
-        self.directory = context.directory
+        self._stopped = threading.Event()   # set once released: what this incarnation left running is refused
+        self.directory = context.directory.caller(context.name, self._stopped)
 
     @property
     def name(self) -> str:
@@ -103,6 +105,8 @@ class SupervisedActor(pykka.ThreadingActor):
             self.release()
         except Exception:  # a failing cleanup must not hide the exit from the Supervisor
             log.exception("%s: release failed", self.name)
+        finally:
+            self._stopped.set()
 
     def _report(self, error: str | None) -> None:
         try:

@@ -20,40 +20,33 @@ The rules:
 """
 from __future__ import annotations
 
-import asyncio
 import fnmatch
-import getpass
 import logging
-import os
 import re
-import sys
 import time
 import unicodedata
 import uuid
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from actors.budget import PERIOD_STARTS as PERIODS
-from actors.gateway_auth import TOKEN_FILE
-from actors.gateway_client import GatewayError, GatewaySession
-from actors.task_lifecycle import IllegalTransition, TaskState
-from config import ConfigError, GatewayConfig, load_config, omni_home, resolve_config_path
+from clients import PERIOD_STARTS as PERIODS
+from store import IllegalTransition
+from vocabulary import ActorName, Mode, TaskState
 from config.schema import ImConfig
-from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CountTasksByState, CreateTask, GetMode, GetTask, GetTaskHistory,
+from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CreateTask, GetMode, GetTask, GetTaskHistory,
                       Introspect, ListTasks,
                       RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
 from routing.explain import latest_evidence, why_lines
 from texts import say
+
+from .status import system_status
 
 log = logging.getLogger(__name__)
 
 Ask = Callable[..., Awaitable[Any]]          # ask(actor_name, message, timeout_s=…) → the answer
 Tell = Callable[[str, Any], Any]             # tell(actor_name, message)
 
-STORE = "state_store"
+STORE = ActorName.STATE_STORE
 PERIOD_ALIASES = {"今天": "today", "今日": "today", "本週": "week", "本周": "week", "這週": "week", "这周": "week",
                   "本月": "month", "這個月": "month", "这个月": "month"}
 LIST_LIMIT = 10
@@ -98,8 +91,11 @@ def allowed(sender: str, allow: tuple[str, ...]) -> bool:
 
 
 class CommandInterpreter:
-    def __init__(self, ask: Ask, tell: Tell, im: ImConfig, executors: tuple[str, ...], models: bool):
+    def __init__(self, ask: Ask, tell: Tell, im: ImConfig, executors: tuple[str, ...], models: bool,
+                 dashboard_url: Callable[[], str] | None = None):
         self._ask = ask
+        # The gateway's own interpreter knows the cost page's URL; others (the OpenClaw bridge) ask the gateway.
+        self._dashboard_url = dashboard_url
         self._tell = tell
         self._im = im
         self._executors = executors
@@ -135,13 +131,13 @@ class CommandInterpreter:
         return "\n".join(lines + [self._say("im_help_footer")])
 
     async def _status(self, argument: str, sender: str) -> str:
-        mode = (await self._ask("system_mode", GetMode()))["mode"]
-        route = (await self._ask("litellm_guard", Introspect()))["route"] if self._models else self._say("im_none")
-        counts = await self._ask(STORE, CountTasksByState())
-        tasks = " · ".join(f"{count} {self._state(state)}" for state, count in counts.items() if count)
-        return self._say("im_status", mode=mode, route=route, tasks=tasks or self._say("im_none"),
-                         executors=" · ".join([await self._executor_line(name) for name in self._executors]),
-                         actors=self._actors_line(await self._ask("supervisor", Introspect())))
+        status = await system_status(self._ask, self._executors)
+        tasks = " · ".join(f"{count} {self._state(state)}" for state, count in status["tasks"].items() if count)
+        return self._say("im_status", mode=status["mode"], route=status["route"] or self._say("im_none"),
+                         tasks=tasks or self._say("im_none"),
+                         executors=" · ".join(self._executor_line(name, snapshot["link"])
+                                              for name, snapshot in status["executors"].items()),
+                         actors=self._actors_line(status["actors"]))
 
     async def _tasks(self, argument: str, sender: str) -> str:
         state = argument.lower() or None
@@ -201,29 +197,34 @@ class CommandInterpreter:
         lines += [self._say("im_cost_tier", tier=tier, usd=spent["usd"], calls=spent["calls"])
                   for tier, spent in sorted(tiers.items())] or [self._say("im_cost_none")]
         lines.append(self._say("im_cost_total", usd=sum(spent["usd"] for spent in tiers.values())))
-        budget = (await self._ask("litellm_guard", Introspect()))["budget"] if self._models else {}
+        budget = (await self._ask(ActorName.LITELLM_GUARD, Introspect()))["budget"] if self._models else {}
         if budget:
             lines.append(self._say("im_cost_budget", today=budget["spent_today_usd"], daily=budget["daily_cap_usd"],
                                    month=budget["spent_month_usd"], monthly=budget["monthly_cap_usd"]))
-        if url := (await self._ask("gateway", Introspect())).get("dashboard_url"):   # never the token itself
+        if url := await self._dashboard():   # never the token itself
             lines.append(self._say("im_cost_dashboard", url=url))
         return "\n".join(lines)
 
+    async def _dashboard(self) -> str:
+        if self._dashboard_url is not None:
+            return self._dashboard_url()
+        return (await self._ask(ActorName.GATEWAY, Introspect())).get("dashboard_url") or ""
+
     async def _mode(self, argument: str, sender: str) -> str:
-        mode = (await self._ask("system_mode", GetMode()))["mode"]
+        mode = (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"]
         return self._say("im_mode", mode=mode, meaning=self._say("im_sentence_gap").join(await self._mode_facts(mode)))
 
     async def _mode_facts(self, mode: str) -> list[str]:
         """What the mode means right now, each sentence read from the part it speaks of."""
-        facts = [self._say(f"mode_route_{(await self._ask('litellm_guard', Introspect()))['route']}")
+        facts = [self._say(f"mode_route_{(await self._ask(ActorName.LITELLM_GUARD, Introspect()))['route']}")
                  if self._models else self._say("mode_no_models")]
-        if mode == "brainstem":
-            model = (await self._ask("brainstem", Introspect()))["model"]
+        if mode == Mode.BRAINSTEM:
+            model = (await self._ask(ActorName.BRAINSTEM, Introspect()))["model"]
             facts.append(self._say("mode_brainstem_model" if model == "loaded" else "mode_brainstem_fixed"))
         elif not self._models:
             facts.append(self._say("mode_cloud_unwatched"))
         else:
-            health = await self._ask("health_monitor", Introspect())
+            health = await self._ask(ActorName.HEALTH_MONITOR, Introspect())
             facts.append(self._say("mode_cloud_unchecked") if health["pings"] == 0 else
                          self._say("mode_cloud_missing", count=health["consecutive_timeouts"])
                          if health["consecutive_timeouts"] else self._say("mode_cloud_up"))
@@ -233,8 +234,8 @@ class CommandInterpreter:
         if len(text) > DESCRIPTION_LIMIT:
             return self._say("im_task_too_long", limit=DESCRIPTION_LIMIT, length=len(text))
         task = await self._ask(STORE, CreateTask(text, sender=sender, source="im", idempotency_key=idempotency_key))
-        if (await self._ask("system_mode", GetMode()))["mode"] == "brainstem":   # as gateway_tools.submit_task
-            note = await self._ask("brainstem", ReplyWhileDown(text), timeout_s=30)
+        if (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"] == Mode.BRAINSTEM:   # as submit_task does
+            note = await self._ask(ActorName.BRAINSTEM, ReplyWhileDown(text), timeout_s=30)
             return self._say("im_task_created_down", task_id=task.task_id, note=note)
         return self._say("im_task_created", task_id=task.task_id)
 
@@ -266,11 +267,7 @@ class CommandInterpreter:
             return self._say(refused_key, task_id=task.task_id, state=self._state(task.state))
         return self._say(done_key, task_id=moved.task_id)
 
-    async def _executor_line(self, name: str) -> str:
-        try:
-            link = (await self._ask(name, Introspect(), timeout_s=2))["link"]
-        except Exception as error:            # restarting: it says so
-            link = f"down: {error}"
+    def _executor_line(self, name: str, link: str) -> str:
         if link == "up":
             return self._say("im_executor_up", name=name)
         return self._say("im_executor_down", name=name, why=_short(link.removeprefix("down: "), SHORT))
@@ -327,70 +324,3 @@ def _short(text: str, limit: int) -> str:
 def _clock(at: float) -> str:
     same_day = time.localtime(at)[:3] == time.localtime()[:3]
     return time.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M", time.localtime(at))
-
-
-# --- `python supervisor.py send "TEXT"` --------------------------------------------------------------------------
-
-def default_sender() -> str:
-    """The local operator, as `send` names them: `cli:<login>` (allowed by `cli:*` in the shipped configs)."""
-    return f"cli:{getpass.getuser()}"
-
-
-def send_from_cli(text: str | None, sender: str | None, config_path: str | None) -> int:
-    """`python supervisor.py send "TEXT" [--sender S]`: print the reply; exit 1 when no supervisor answers."""
-    if not text:
-        print('send: say what to send, e.g. python supervisor.py send "/status"', file=sys.stderr)
-        return 1
-    try:   # the gateway's token variable, if the config names another; `send` works without a sound config too
-        token_env = load_config(resolve_config_path(config_path)).gateway.token_env
-    except ConfigError:
-        token_env = GatewayConfig().token_env
-    code, output = send(text, sender or default_sender(), omni_home(), token_env)
-    print(output, file=sys.stdout if code == 0 else sys.stderr)
-    return code
-
-
-def send(text: str, sender: str, home: Path, token_env: str) -> tuple[int, str]:
-    """Send one IM command through the running supervisor's gateway: (exit code, the reply or what went wrong)."""
-    from actors.gateway import read_gateway_url   # here: actors.gateway imports this module in turn
-    try:
-        url = read_gateway_url(home)
-    except FileNotFoundError:
-        return 1, f"no supervisor is running with data in {home} (no gateway.url): start it with `make run`"
-    token = os.environ.get(token_env, "").strip() or _read(home / TOKEN_FILE)
-    if not token:
-        return 1, f"no gateway token: set {token_env}, or run the sandbox, which writes {home / TOKEN_FILE}"
-    if problem := _gateway_problem(url, token, token_env):
-        return 1, problem
-
-    async def call() -> str:
-        async with GatewaySession(url, token, timeout_s=40) as gateway:
-            return (await gateway.call("command", text=text, sender=sender))["reply"]
-
-    try:
-        return 0, asyncio.run(call())
-    except GatewayError as error:
-        return 1, f"the gateway refused the command: {error}"
-    except (Exception, asyncio.CancelledError) as error:
-        return 1, f"the gateway at {url} did not answer the command ({type(error).__name__}: {error})"
-
-
-def _gateway_problem(url: str, token: str, token_env: str) -> str | None:
-    """Why the gateway at `url` cannot take our call, in plain words (None: it can), before MCP is tried."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        urllib.request.urlopen(request, timeout=5).close()
-    except urllib.error.HTTPError as answered:   # it answers: only a refused token is a problem here
-        if answered.code == 401:
-            return f"the gateway at {url} refused the token (from ${token_env}, else $OMNI_HOME/{TOKEN_FILE})"
-    except OSError as error:                     # a stale URL file: the supervisor is gone
-        reason = getattr(error, "reason", error)
-        return f"no supervisor answers at {url} ({reason}): is it running? Start it with `make run`"
-    return None
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""

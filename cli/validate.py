@@ -21,8 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from actors.mcp_link import LinkFailed, McpLink
-from actors.openclaw_bridge import BridgeLink
+from clients import BridgeLink, LinkFailed, McpLink
 from config import Config, ExecutorConfig
 
 
@@ -123,7 +122,7 @@ def _last_line(path: Any) -> str:
 
 
 async def check_proxy(cfg: Config) -> Check:
-    from actors.litellm_proxy import proxy_status
+    from clients.litellm_proxy import proxy_status
     if cfg.litellm.mode == "managed":
         return Check("LiteLLM proxy", True, f"managed: started from {cfg.litellm.executable} with "
                                             f"{cfg.litellm.config_path} at {cfg.litellm.url}")

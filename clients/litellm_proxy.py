@@ -1,6 +1,6 @@
 """Process control of a *managed* LiteLLM proxy: start (with a deadline), stop, restart, status, log tail.
 
-Plain blocking functions, usable from an actor (in a worker thread), the CLI below and tests. The proxy
+Plain blocking functions, usable from an actor (in a worker thread), the CLI (`cli.proxy`) and tests. The proxy
 runs from its own venv (`.venv-litellm`), detached in its own session so that another process (the
 repair flow's `restart` command) can stop and restart it; its pid is in `$OMNI_HOME/litellm.pid` and
 its output goes to `$OMNI_HOME/logs/litellm.log`.
@@ -9,11 +9,10 @@ its output goes to `$OMNI_HOME/logs/litellm.log`.
     proxy_status(cfg.litellm, cfg.home)
     # → {'pid': 4242, 'alive': True, 'rss_mb': 351.2, 'answers': True}
 
-    python -m actors.litellm_proxy status --config ~/.omni/config.yaml
+    python supervisor.py proxy status --config ~/.omni/config.yaml
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -21,7 +20,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from config import LiteLLMConfig
+from redaction import redact_text
 
 HOST = "127.0.0.1"            # no master key: the proxy accepts any key, so it listens on loopback only
 POLL_S = 0.1
@@ -40,14 +39,6 @@ _PROCFS = Path("/proc/self/status").exists()   # Linux; macOS asks `ps`
 _children: dict[int, subprocess.Popen] = {}   # proxies spawned here: polled so they never stay zombies
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_SECRETS = [
-    (re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-]{4,}"), r"\1-***"),
-    (re.compile(r"(?i)\b(bearer)\s+[^\s\"',]+"), r"\1 ***"),
-    (re.compile(r"(?i)\b(api[_-]?key|token|secret|password|authorization)([\"']?\s*[:=]\s*[\"']?)"
-                r"(?!bearer\s)[^\s\"',}]+"), r"\1\2***"),
-    (re.compile(r"\beyJ[\w-]+\.[\w-]+(\.[\w-]+)?"), "***"),   # JWTs
-]
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9_+\-]{32,}={0,2}")   # hex ids, base64 keys (no '/': paths stay readable)
 
 
 class ProxyStartFailed(RuntimeError):
@@ -211,25 +202,10 @@ def log_tail(home: Path, lines: int = 40) -> str:
             text = log.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(redact(line) for line in _ANSI.sub("", text).splitlines()[-lines:])
-
-
-def redact(text: str) -> str:
-    """`text` with API keys, bearer tokens and long random-looking tokens replaced by ***.
-
-    >>> redact('auth: Bearer abc.def key=sk-test-123456789 id 0123456789abcdef0123456789abcdef')
-    'auth: Bearer *** key=sk-*** id ***'
-    """
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return _LONG_TOKEN.sub(lambda m: "***" if _random_looking(m.group()) else m.group(), text)
+    return "\n".join(redact_text(line) for line in _ANSI.sub("", text).splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------- helpers
-
-def _random_looking(token: str) -> bool:
-    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-
 
 def _port(url: str) -> int:
     parts = urlsplit(url)
@@ -368,56 +344,3 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-# ---------------------------------------------------------------- CLI
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m actors.litellm_proxy {start,stop,restart,status} [--config OMNI_CONFIG]: one line, exit 0/1.
-
-    main(["status", "--config", "config/sandbox.yaml"])
-    # → LiteLLM proxy http://127.0.0.1:14000: answers; pid 4242, 351 MB
-    # → 0
-    """
-    from config import ConfigError, load_config, resolve_config_path
-
-    parser = argparse.ArgumentParser(prog="python -m actors.litellm_proxy",
-                                     description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("action", choices=("start", "stop", "restart", "status"))
-    parser.add_argument("--config", help="the orchestrator's config (default: $OMNI_HOME/config.yaml, "
-                                         "else the embedded sandbox)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(resolve_config_path(args.config))
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 1
-    lite, home = cfg.litellm, cfg.home
-    if lite is None:
-        print(f"{cfg.source}: no litellm section", file=sys.stderr)
-        return 1
-    if args.action != "status" and lite.mode != "managed":
-        print(f"the LiteLLM proxy at {lite.url} is external (litellm.mode): start and stop it yourself",
-              file=sys.stderr)
-        return 1
-    try:
-        if args.action == "start":
-            print(f"LiteLLM proxy started: pid {start_proxy(lite, home)}, {lite.url}")
-        elif args.action == "restart":
-            print(f"LiteLLM proxy restarted: pid {restart_proxy(lite, home)}, {lite.url}")
-        elif args.action == "stop":
-            print("LiteLLM proxy stopped" if stop_proxy(lite, home) else "no LiteLLM proxy was running")
-        else:
-            status = proxy_status(lite, home)
-            rss = "" if status["rss_mb"] is None else f", {status['rss_mb']:.0f} MB"
-            print(f"LiteLLM proxy {lite.url}: {'answers' if status['answers'] else 'does NOT answer'}; "
-                  f"pid {status['pid'] or '-'}{rss}")
-            return 0 if status["answers"] else 1
-    except ProxyStartFailed as err:
-        print(f"LiteLLM proxy {args.action} failed: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

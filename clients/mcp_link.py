@@ -104,7 +104,7 @@ class McpLink:
         except MCPError as exc:
             if exc.error.code == mcp_types.REQUEST_TIMEOUT:
                 return CallOutcome(ok=False, text=f"timed out after {timeout_s:g}s", timed_out=True)
-            if _is_transport_death(exc):
+            if session_lost(exc):
                 self._lose(exc.error.message)
                 reason = "link closed" if self._closing else exc.error.message
                 raise LinkLost(f"{self._where()}: {reason}") from exc
@@ -234,11 +234,16 @@ def _awaitable(on_progress: ProgressCallback) -> Any:
     return progress
 
 
-def _is_transport_death(exc: MCPError) -> bool:
-    # Streamable HTTP reports a session the server no longer knows (404) as INVALID_REQUEST
-    # "Session terminated": as dead as a closed pipe, a new session is needed.
-    return exc.error.code == mcp_types.CONNECTION_CLOSED or (
-        exc.error.code == mcp_types.INVALID_REQUEST and exc.error.message == "Session terminated")
+# How a session the server no longer knows (HTTP 404 on a session id) reaches us: the SDK's client says
+# "Session terminated" when the 404 has no JSON-RPC body; servers say so themselves, under codes of their own
+# choosing (the Python SDK "Session not found", INVALID_REQUEST; the TypeScript SDK the same words, -32001).
+SESSION_GONE = ("Session terminated", "Session not found")
+
+
+def session_lost(exc: MCPError) -> bool:
+    """The transport or the session is dead (a closed pipe, a session the server forgot), whatever the error's
+    code: only a new session helps. An error *answer* to a call (a tool's failure) is never one of these."""
+    return exc.error.code == mcp_types.CONNECTION_CLOSED or exc.error.message.startswith(SESSION_GONE)
 
 
 def _text_of(result: Any) -> str:

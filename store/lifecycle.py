@@ -1,4 +1,4 @@
-"""The task lifecycle: its states and the one table of legal moves.
+"""The task lifecycle: the one table of legal moves between its states (`vocabulary.TaskState`).
 
 The StateStore refuses every transition not in this table; nothing else decides what may follow what.
 
@@ -11,17 +11,7 @@ a completed task cannot become idle
 """
 from __future__ import annotations
 
-from enum import StrEnum
-
-
-class TaskState(StrEnum):
-    IDLE = "idle"                  # created (or put back), waiting to be dispatched
-    DISPATCHING = "dispatching"    # executor and tier chosen, handed to the executor
-    EXECUTING = "executing"        # the executor's MCP tool call is running
-    WAITING = "waiting"            # WAITING_FOR_CLOUD: suspended in brainstem mode
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+from vocabulary import TaskState
 
 
 S = TaskState

@@ -17,8 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from messages import ModeChanged, Notice, TaskChanged
-
-from .supervised import ChildContext, SupervisedActor
+from runtime import ChildContext, SupervisedActor
 
 TEXT_CHARS = 80          # a task's description, as far as a log line shows it (the journal keeps it whole)
 _BARE = re.compile(r"[^\s\"=\\]+")
