@@ -167,7 +167,7 @@ def test_without_a_terminal_every_event_is_one_structured_line(write_config, sup
 # --- gather ------------------------------------------------------------------------------------------------------
 def test_gather_reflects_the_tree_a_task_and_its_cost(write_config, start_tree):
     tree = start_tree(write_config())
-    task = tree.ask("state_store", CreateTask("general chore"))
+    task = tree.ask("state_store", CreateTask("Summarise my unread mail"))
     wait_until(lambda: tree.ask("state_store", GetTask(task.task_id)).state == "completed", 20, "the task done")
     tree.directory.tell("state_store", RecordCost(task.task_id, "P1", "free-tier", "proxy", 10, 5, 0.0042))
 
