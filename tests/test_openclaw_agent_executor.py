@@ -95,7 +95,7 @@ def executor(gateway: OpenClawWorld, monkeypatch, *extra: str, **settings: Any) 
 
 async def submit(tree, description: str) -> dict[str, Any]:
     async with GatewaySession(tree.url, TOKEN) as omni:
-        return await omni.call("submit_task", description=description)
+        return await omni.call("submit_task", description=description, kind="general")   # routing is not tested here
 
 
 async def task_when(tree, task_id: int, wait_s: float = TURN_S) -> dict[str, Any]:
