@@ -88,21 +88,8 @@ class Orchestrator:
         self._start()
 
     def _stop(self) -> None:
-        """Terminate, wait, kill if need be, then kill the process group (its MCP server children)."""
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self.process is not None:
+            stop_group(self.process, 30)
 
     def cpu_seconds(self) -> float:
         """User + system CPU so far of every live process in the supervisor's process group (it and the MCP
@@ -143,3 +130,18 @@ def _lines(path: Path) -> list[str]:
 
 def _count_lines(path: Path) -> int:
     return len(_lines(path))
+
+
+def stop_group(process: subprocess.Popen, wait_s: float) -> None:
+    """Terminate, wait `wait_s`, kill if need be, then kill the process group (its MCP server children)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

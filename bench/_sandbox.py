@@ -11,7 +11,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import yaml
 from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
 
+from ._orchestrator import stop_group
 from ._litellm_world import PROXY_VENV_LITELLM, bench_config, fresh_ports
 
 READY_S = 90.0
@@ -102,25 +102,12 @@ def measure(window_s: float = IDLE_WINDOW_S, keep: bool = False) -> RestFigures:
         cpu1, t1 = cpu_seconds(process.pid), time.perf_counter()
         return RestFigures(answer_s, ready_s, rss_mb(process.pid), (cpu1 - cpu0) / (t1 - t0) * 100, t1 - t0)
     finally:
-        _stop(process)
+        stop_group(process, 60)   # the tree stops the proxy and providers; then its group is killed
         log.close()
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate (the tree stops the proxy and providers), then kill whatever is left in its process group."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def report(figures: RestFigures) -> str:
