@@ -54,6 +54,7 @@ NEEDED_TOOLS = frozenset({"events_wait", "messages_send", "conversations_list", 
 CATCH_UP_LIMIT = 200                     # tasks' news made good after a restart; also messages_read's maximum
 CONVERSATIONS_LIMIT = 500                # conversations_list's maximum
 SEND_RETRY_S = 1.0
+GATEWAY_LOST = "gateway not connected"   # what `openclaw mcp serve` answers while it has no gateway
 CHANGE_SLACK_S = 10.0                    # a conversation changed this long before the last read is read again
 RECHECK_LIMIT = 50                       # of a conversation's latest messages, read before sending one again
 # Bridge processes kept open across a crash of their actor, for its next incarnation:
@@ -169,6 +170,7 @@ class OpenClawBridge(SupervisedActor):
         self._links = LinkSupervisor(self, self._new_link, NEEDED_TOOLS, self._spec.respawn_initial_s,
                                      self._spec.respawn_max_s, on_up=self._link_opened, on_down=self._link_down)
         self._link_id = ""                    # names the bridge process, across this actor's restarts
+        self._gateway_lost_at: float | None = None
         self._keep_link = False               # set by a crash: the next incarnation adopts the bridge process
         self._counts = {"handled": 0, "caught_up": 0, "refused_shared": 0, "ignored": 0, "sent": 0,
                         "send_failures": 0}
@@ -250,12 +252,31 @@ class OpenClawBridge(SupervisedActor):
     def _event_waited(self, waited: EventWaited) -> None:
         if waited.error is not None:          # the bridge answered with an error: poll again after a pause
             self._journal.record("openclaw_bridge", problem="events_wait failed", error=waited.error)
+            if self._replaced_for(waited.error):
+                return
             self.loop.tell_later(self._links.backoff(), self.actor_ref, WaitAgain(self._links.generation))
             return
         self._links.healthy()
         if waited.event is not None:
             self._handle(waited.event)
         self._wait_for_event()
+
+    def _replaced_for(self, error: str | None) -> bool:
+        """A bridge process that has lost OpenClaw's gateway (restarted, say) reconnects on its own, but backs off
+        to 30 s between tries: after `im.gateway_lost_s` of calls failing so, a fresh process, which connects at
+        once, is quicker. True when the link is being replaced."""
+        if error is None or GATEWAY_LOST not in error:
+            self._gateway_lost_at = None
+            return False
+        now = time.monotonic()
+        self._gateway_lost_at = self._gateway_lost_at or now
+        if now - self._gateway_lost_at < self._im.gateway_lost_s:
+            return False
+        self._gateway_lost_at = None
+        self._links.healthy()                 # respawned after the shortest pause
+        self._links.down(self._links.generation, f"the bridge lost OpenClaw's gateway for "
+                                                 f"{self._im.gateway_lost_s:g} s: a fresh bridge process")
+        return True
 
     def _handle(self, event: Mapping[str, Any]) -> None:
         message = inbound_message(event)
@@ -324,7 +345,9 @@ class OpenClawBridge(SupervisedActor):
         self.loop.tell_later(self._im.catch_up_s, self.actor_ref, CatchUp(self._links.generation))
         if read.error is not None:
             self._journal.record("openclaw_bridge", problem="catch-up failed", error=read.error)
+            self._replaced_for(read.error)
             return
+        self._replaced_for(None)
         self._state["caught_up_to"] = max(self._state["caught_up_to"], read.newest_change)
         fresh = [message for message in read.messages if message.written_at >= self._state["inbox_since"]]
         seen = self.directory.ask(STORE, SeenInbound(tuple(message.key for message in fresh))) if fresh else set()
@@ -419,9 +442,12 @@ class OpenClawBridge(SupervisedActor):
             self._counts["send_failures"] += 1
             self._journal.record("openclaw_bridge", problem="not delivered", session_key=sent.session_key,
                                  error=sent.error)
+            if self._replaced_for(sent.error):
+                return                        # the new link sends it again
             self.loop.tell_later(SEND_RETRY_S, self.actor_ref, SendAgain(sent.session_key))
             return
         self._counts["sent"] += 1
+        self._replaced_for(None)
         if queued and queued[0].outbound_id == sent.outbound_id:
             queued.popleft()
         if not queued:

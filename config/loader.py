@@ -298,7 +298,8 @@ LOCALES = ("en", "zh-Hant", "zh-Hans")
 def _im(node: _Node, default_locale: str) -> ImConfig:
     """`im:` — the allowlist of senders, the replies' locale (default: the top-level one), the OpenClaw bridge."""
     node.require_mapping()
-    node.reject_unknown({"allow", "locale", "openclaw", "session_key", "wait_ms", "recent_s", "catch_up_s"})
+    node.reject_unknown({"allow", "locale", "openclaw", "session_key", "wait_ms", "recent_s", "catch_up_s",
+                       "gateway_lost_s"})
     defaults = ImConfig()
     allow = node.str_list("allow")
     for i, sender in enumerate(allow):
@@ -314,6 +315,7 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
         wait_ms=node.int("wait_ms", defaults.wait_ms, minimum=1, maximum=300_000),
         recent_s=node.seconds("recent_s", defaults.recent_s),
         catch_up_s=node.seconds("catch_up_s", defaults.catch_up_s),
+        gateway_lost_s=node.seconds("gateway_lost_s", defaults.gateway_lost_s),
     )
 
 

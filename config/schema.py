@@ -212,6 +212,7 @@ class ImConfig:
     wait_ms: int = 20_000               # one events_wait long-poll
     recent_s: float = 7 * 86400.0       # a notice for everyone goes to the senders seen within this
     catch_up_s: float = 15.0            # how often OpenClaw's transcripts are read for messages the live queue missed
+    gateway_lost_s: float = 20.0        # a bridge without its gateway this long is replaced by a fresh process
 
 
 @dataclass(frozen=True, slots=True)

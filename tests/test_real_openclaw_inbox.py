@@ -4,6 +4,7 @@ the orchestrator and a restart of OpenClaw's gateway, bursts answered whole and 
 only of their own tasks."""
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from .real_openclaw import USERS, wait_bridge_up
 ALICE, BOB = (int(user.split(":")[1]) for user in USERS)
 BURSTER = 7373
 CATCH_UP = {"im": {"catch_up_s": 1}}
+GATEWAY_LOST_S = 2      # well under a gateway restart (10 s and more): the bridge process is replaced meanwhile
 
 
 def texts(telegram, chat_id: int) -> list[str]:
@@ -68,7 +70,8 @@ def test_messages_written_while_the_orchestrator_is_down_are_each_handled_once(
 
 def test_a_restart_of_openclaws_gateway_loses_no_message(real_im_config, start_tree, telegram,
                                                         openclaw_world):
-    tree = start_tree(real_im_config(**CATCH_UP), wait_for_executors=True)
+    tree = start_tree(real_im_config(im={"catch_up_s": 1, "gateway_lost_s": GATEWAY_LOST_S}),
+                      wait_for_executors=True)
     wait_bridge_up(tree)
     receipt_for(telegram, ALICE, "before the gateway restart")
     wait_until(lambda: all_delivered(tree.cfg.database_path), 30, "the receipt's delivery on record")
@@ -82,6 +85,10 @@ def test_a_restart_of_openclaws_gateway_loses_no_message(real_im_config, start_t
     # OpenClaw delivers what it took during its start-up later, with its own retries: wait for all five
     wait_until(lambda: len(receipt_numbers(telegram, ALICE)) >= 5, 120, "five receipts")
     assert receipt_numbers(telegram, ALICE) == [1, 2, 3, 4, 5]
+    # not waiting out the bridge's own reconnects, 30 s apart at worst: a fresh bridge process replaced it
+    journal = [json.loads(line) for line in (tree.cfg.log_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "openclaw_bridge" and e.get("action") == "down"
+               and "lost OpenClaw's gateway" in e.get("error", "") for e in journal)
 
 
 def test_a_burst_is_answered_whole_and_each_tasks_news_follows_its_receipt(real_im_config, start_tree, telegram,
