@@ -252,7 +252,7 @@ class OpenClawBridge(SupervisedActor):
     def _event_waited(self, waited: EventWaited) -> None:
         if waited.error is not None:          # the bridge answered with an error: poll again after a pause
             self._journal.record("openclaw_bridge", problem="events_wait failed", error=waited.error)
-            if self._replaced_for(waited.error):
+            if self._replace_if_gateway_lost(waited.error):
                 return
             self.loop.tell_later(self._links.backoff(), self.actor_ref, WaitAgain(self._links.generation))
             return
@@ -261,10 +261,12 @@ class OpenClawBridge(SupervisedActor):
             self._handle(waited.event)
         self._wait_for_event()
 
-    def _replaced_for(self, error: str | None) -> bool:
-        """A bridge process that has lost OpenClaw's gateway (restarted, say) reconnects on its own, but backs off
-        to 30 s between tries: after `im.gateway_lost_s` of calls failing so, a fresh process, which connects at
-        once, is quicker. True when the link is being replaced."""
+    def _replace_if_gateway_lost(self, error: str | None) -> bool:
+        """Note how a bridge call went (`error` None: it worked); True when the link is being replaced.
+
+        A bridge process that has lost OpenClaw's gateway (restarted, say) reconnects on its own, but backs off to
+        30 s between tries: after `im.gateway_lost_s` of calls failing so, a fresh process, which connects at
+        once, is quicker."""
         if error is None or GATEWAY_LOST not in error:
             self._gateway_lost_at = None
             return False
@@ -273,9 +275,8 @@ class OpenClawBridge(SupervisedActor):
         if now - self._gateway_lost_at < self._im.gateway_lost_s:
             return False
         self._gateway_lost_at = None
-        self._links.healthy()                 # respawned after the shortest pause
-        self._links.down(self._links.generation, f"the bridge lost OpenClaw's gateway for "
-                                                 f"{self._im.gateway_lost_s:g} s: a fresh bridge process")
+        self._links.replace(f"the bridge lost OpenClaw's gateway for {self._im.gateway_lost_s:g} s: "
+                            "a fresh bridge process")
         return True
 
     def _handle(self, event: Mapping[str, Any]) -> None:
@@ -345,9 +346,9 @@ class OpenClawBridge(SupervisedActor):
         self.loop.tell_later(self._im.catch_up_s, self.actor_ref, CatchUp(self._links.generation))
         if read.error is not None:
             self._journal.record("openclaw_bridge", problem="catch-up failed", error=read.error)
-            self._replaced_for(read.error)
+            self._replace_if_gateway_lost(read.error)
             return
-        self._replaced_for(None)
+        self._replace_if_gateway_lost(None)
         self._state["caught_up_to"] = max(self._state["caught_up_to"], read.newest_change)
         fresh = [message for message in read.messages if message.written_at >= self._state["inbox_since"]]
         seen = self.directory.ask(STORE, SeenInbound(tuple(message.key for message in fresh))) if fresh else set()
@@ -442,12 +443,12 @@ class OpenClawBridge(SupervisedActor):
             self._counts["send_failures"] += 1
             self._journal.record("openclaw_bridge", problem="not delivered", session_key=sent.session_key,
                                  error=sent.error)
-            if self._replaced_for(sent.error):
+            if self._replace_if_gateway_lost(sent.error):
                 return                        # the new link sends it again
             self.loop.tell_later(SEND_RETRY_S, self.actor_ref, SendAgain(sent.session_key))
             return
         self._counts["sent"] += 1
-        self._replaced_for(None)
+        self._replace_if_gateway_lost(None)
         if queued and queued[0].outbound_id == sent.outbound_id:
             queued.popleft()
         if not queued:

@@ -81,6 +81,12 @@ class LinkSupervisor:
         self._actor.loop.tell_later(self.backoff(), self._actor.actor_ref, Respawn(generation))
         self._on_down(error)
 
+    def replace(self, why: str) -> None:
+        """The link is open but of no use (its server lost what stands behind it): a fresh one, after the
+        shortest pause."""
+        self.failures = 0
+        self.down(self.generation, why)
+
     def healthy(self) -> None:
         """The link did its work: the next failure starts the backoff afresh."""
         self.failures = 0

@@ -70,7 +70,7 @@ def test_messages_written_while_the_orchestrator_is_down_are_each_handled_once(
 
 def test_a_restart_of_openclaws_gateway_loses_no_message(real_im_config, start_tree, telegram,
                                                         openclaw_world):
-    tree = start_tree(real_im_config(im={"catch_up_s": 1, "gateway_lost_s": GATEWAY_LOST_S}),
+    tree = start_tree(real_im_config(im={**CATCH_UP["im"], "gateway_lost_s": GATEWAY_LOST_S}),
                       wait_for_executors=True)
     wait_bridge_up(tree)
     receipt_for(telegram, ALICE, "before the gateway restart")
