@@ -47,9 +47,12 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
     ]
     if models:
         specs.append(ChildSpec(A.HEALTH_MONITOR, lambda ctx: HealthMonitor.start(ctx, cfg.health, journal)))
+    if cfg.memory is not None:   # before the executors, which tell it, and the command routes, which ask it
+        from actors.memory import Memory
+        specs.append(ChildSpec(A.MEMORY, lambda ctx: Memory.start(ctx, cfg.memory, cfg.home, journal)))
     tier_models = {name: tier.proxy_model for name, tier in cfg.litellm.tiers.items()} if models else {}
     specs += [ChildSpec(name, lambda ctx, spec=spec: Executor.start(ctx, spec, cfg.tasks.max_attempts, journal,
-                                                                     cfg.home, tier_models))
+                                                                     cfg.home, tier_models, cfg.memory))
               for name, spec in cfg.executors.items()]
     specs += [
         ChildSpec(A.ROUTER, lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),

@@ -25,6 +25,7 @@ class ActorName(StrEnum):
     SYSTEM_MODE = "system_mode"
     BRAINSTEM = "brainstem"
     HEALTH_MONITOR = "health_monitor"
+    MEMORY = "memory"
     ROUTER = "router"
     GATEWAY = "gateway"
     TRANSITION_FEED = "transition_feed"
@@ -66,7 +67,7 @@ TIERS = (Tier.P1, Tier.P2)
 # Who hears what, besides whom a message names: every task change (TaskChanged, from the StateStore), every
 # mode change (ModeChanged, from SystemMode), every notice for the user (Notice, from SystemMode).
 TASK_SUBSCRIBERS = (ActorName.ROUTER, ActorName.GATEWAY, ActorName.TRANSITION_FEED, ActorName.SYSTEM_MODE,
-                    ActorName.OPENCLAW_BRIDGE)
+                    ActorName.OPENCLAW_BRIDGE, ActorName.MEMORY)
 MODE_LISTENERS = (ActorName.ROUTER, ActorName.BRAINSTEM, ActorName.HEALTH_MONITOR, ActorName.GATEWAY,
                   ActorName.TRANSITION_FEED)
 NOTICE_LISTENERS = (ActorName.TRANSITION_FEED, ActorName.OPENCLAW_BRIDGE)

@@ -24,27 +24,36 @@ from typing import Any, Mapping
 
 from clients import LinkLost, McpLink
 from config import ExecutorConfig
+from config.schema import MemoryConfig
 from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
-                      RecordProgress, Respawn, RouteChanged, TaskChanged, TaskView, Transition)
+                      RecallEnded, RecallMemories, RecordDecision, RecordProgress, Respawn, RouteChanged, TaskChanged,
+                      TaskView, Transition)
 from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
 from store import IllegalTransition
 from vocabulary import ActorName, TaskState
 
 STORE = ActorName.STATE_STORE
+RECALL_GRACE_S = 1.0     # past memory.search_timeout_s, a task whose memories have not come runs without them
 
 
 def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
-                     tier_models: Mapping[str, str] | None = None) -> dict[str, Any]:
+                     tier_models: Mapping[str, str] | None = None, memory: str = "") -> dict[str, Any]:
     """Fill the config's argument template: `{description}`, `{task_id}`, `{kind}`, `{sender}`, `{home}`,
-    `{tier}` and `{model}` (the tier's model group on the LiteLLM proxy).
+    `{tier}`, `{model}` (the tier's model group on the LiteLLM proxy) and `{memory}` (what memory recalled for
+    the task; a template without `{memory}` gets it before the `{description}`).
 
     >>> task = TaskView(7, "fix the parser", "executing")
     >>> render_arguments({"prompt": "{description}", "workFolder": "{home}/work"}, task, Path("/h"))
     {'prompt': 'fix the parser', 'workFolder': '/h/work'}
+    >>> render_arguments({"prompt": "{description}"}, task, Path("/h"), memory="- uses tabs")
+    {'prompt': '- uses tabs\n\nfix the parser'}
     """
-    fields = {"description": task.description, "task_id": task.task_id, "kind": task.kind or "",
+    description = task.description
+    if memory and "{memory}" not in repr(template):
+        description = f"{memory}\n\n{description}"
+    fields = {"description": description, "task_id": task.task_id, "kind": task.kind or "",
               "sender": task.sender or "", "home": str(home), "tier": task.tier or "",
-              "model": (tier_models or {}).get(task.tier or "", "")}
+              "model": (tier_models or {}).get(task.tier or "", ""), "memory": memory}
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
@@ -59,9 +68,11 @@ def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
 
 class Executor(SupervisedActor):
     def __init__(self, context: ChildContext, spec: ExecutorConfig, max_attempts: int, journal: Journal,
-                 home: Path, tier_models: Mapping[str, str] | None = None):
+                 home: Path, tier_models: Mapping[str, str] | None = None, memory: MemoryConfig | None = None):
         super().__init__(context)
         self.spec = spec
+        self._memory = memory
+        self._recalling: dict[int, TaskView] = {}   # started, waiting for their memories (RecallEnded)
         self._tier_models = tier_models or {}
         self._uses_route = spec.model_route and bool(tier_models)
         self._route_env: dict[str, str] = {}
@@ -99,6 +110,7 @@ class Executor(SupervisedActor):
         match message:
             case Execute(task=task):                        self._accept(task)
             case CallEnded() as ended:                      self._finish(ended)
+            case RecallEnded() as recalled:                 self._recalled(recalled)
             case TaskChanged(task=task):                    self._withdraw_if_moved(task)
             case RouteChanged(env=env):                     self._route_changed(env)
             case LinkOpened() | LinkDown() | Respawn():     self._links.handle(message)
@@ -118,7 +130,8 @@ class Executor(SupervisedActor):
         self._drain()
 
     def _drain(self) -> None:
-        while self._queue and self._links.up and not self._respawn_for_route and len(self._running) < self.spec.slots:
+        while (self._queue and self._links.up and not self._respawn_for_route
+               and len(self._running) + len(self._recalling) < self.spec.slots):
             self._start(self._queue.popleft())
 
     def _start(self, task: TaskView) -> None:
@@ -129,7 +142,24 @@ class Executor(SupervisedActor):
                 expect=frozenset({TaskState.DISPATCHING}), executor=self.name, count_attempt=True))
         except IllegalTransition:
             return   # cancelled, or already taken by another incarnation
-        arguments = render_arguments(self.spec.arguments, task, self._home, self._tier_models)
+        if self._memory is None or not task.sender:
+            self._call_tool(task, "")
+            return
+        self._recalling[task.task_id] = task    # memory answers, or our deadline does: a task never waits on it
+        self.directory.tell(ActorName.MEMORY, RecallMemories(task, self.name))
+        self.loop.tell_later(self._memory.search_timeout_s + RECALL_GRACE_S, self.actor_ref, RecallEnded(
+            task.task_id, "", f"memory unavailable (no answer within {self._memory.search_timeout_s:g}s): "
+            "running without it", available=False))
+
+    def _recalled(self, recalled: RecallEnded) -> None:
+        task = self._recalling.pop(recalled.task_id, None)
+        if task is None:
+            return   # answered already (memory, or the deadline), or withdrawn meanwhile
+        self.directory.tell(STORE, RecordDecision(task.task_id, recalled.note))
+        self._call_tool(task, recalled.context)   # a link lost meanwhile: the call's LinkLost retries the task
+
+    def _call_tool(self, task: TaskView, memory: str) -> None:
+        arguments = render_arguments(self.spec.arguments, task, self._home, self._tier_models, memory)
         future = self.loop.submit(self._call(task.task_id, arguments, self._links.link,
                                                  self._links.generation))
         self._running[task.task_id] = (task, future)
@@ -202,6 +232,7 @@ class Executor(SupervisedActor):
             return
         if task.task_id in self._running:
             self._running[task.task_id][1].cancel()
+        self._recalling.pop(task.task_id, None)
         self._queue = deque(q for q in self._queue if q.task_id != task.task_id)
 
     def _retry_calls_lost_with_previous_incarnation(self) -> None:

@@ -39,6 +39,7 @@ from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CreateTask, GetMode, GetTa
 from routing.explain import latest_evidence, why_lines
 from texts import say
 
+from .forget import forget
 from .status import system_status
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ COMMANDS: dict[str, Command] = {
     "retry": Command("/retry ID", "im_help_retry", CommandInterpreter._retry),
     "cost": Command("/cost [today|week|month]", "im_help_cost", CommandInterpreter._cost),
     "mode": Command("/mode", "im_help_mode", CommandInterpreter._mode),
+    "forget": Command("/forget", "im_help_forget", forget),
 }
 
 

@@ -25,6 +25,7 @@ from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoCo
                      LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 from .schema import ImConfig, SandboxOpenClawConfig
+from .schema import MemoryConfig, MemoryToolConfig
 from redaction import hide_keys, is_secret_name, looks_like_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +147,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 
 
 TOP_LEVEL = {"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys", "budget",
-             "repair", "locale", "providers", "health", "brainstem", "im", "sandbox_openclaw"}
+             "repair", "locale", "providers", "health", "brainstem", "im", "sandbox_openclaw", "memory"}
 SECTION_KEYS = {
     "tasks": {"max_attempts", "reconcile_interval_s"},
     "supervision": {"strategy", "max_restarts", "within_s", "backoff_initial_s", "backoff_max_s", "sweep_interval_s",
@@ -198,6 +199,7 @@ def _build(root: _Node) -> Config:
         providers=None if root.raw("providers") is None else {
             name: node.value for name, node in root.child("providers").items() if _port(node)},
         sandbox_openclaw=sandbox_openclaw,
+        memory=None if root.raw("memory") is None else _memory(root.child("memory")),
     )
 
 
@@ -339,6 +341,75 @@ def _openclaw_bridge(node: _Node) -> ExecutorConfig:
     return ExecutorConfig(**common, command=sys.executable if command == "python" else command,
                           args=tuple(node.str_list("args")), cwd=node.str("cwd", str(PROJECT_ROOT)),
                           env=node.str_map("env"))
+
+
+MEMORY_FIELDS = ("query", "user_id", "sender", "task_id", "request", "result", "exchange", "messages")
+MEMORY_TOOLS = ("search", "add", "forget")
+
+
+def _memory(node: _Node) -> MemoryConfig:
+    """`memory:` — the MemOS MCP server (started or reached like an executor's), its tools and their argument
+    templates, and how much of what it recalls a task gets."""
+    node.require_mapping()
+    node.reject_unknown({"transport", "command", "args", "cwd", "env", "url", "headers", "connect_timeout_s",
+                         "respawn_initial_s", "respawn_max_s", *MEMORY_TOOLS, "recall_chars", "recall_items",
+                         "result_keys", "search_timeout_s", "add_timeout_s", "retry_s"})
+    defaults = MemoryConfig(server=ExecutorConfig(name="", transport="stdio", tool="", arguments={}),
+                            search=MemoryToolConfig("", {}), add=MemoryToolConfig("", {}))
+    transport = node.choice("transport", ("stdio", "http"), "stdio")
+    common = dict(name="memory", transport=transport, tool="", arguments={}, slots=1,
+                  connect_timeout_s=node.seconds("connect_timeout_s", 20.0),
+                  respawn_initial_s=node.seconds("respawn_initial_s", 0.5),
+                  respawn_max_s=node.seconds("respawn_max_s", 30.0))
+    if transport == "http":
+        server = ExecutorConfig(**common, url=node.str("url"), headers=node.str_map("headers"))
+    else:
+        command = node.str("command")
+        server = ExecutorConfig(**common, command=sys.executable if command == "python" else command,
+                                args=tuple(node.str_list("args")), cwd=node.str("cwd", str(PROJECT_ROOT)),
+                                env=node.str_map("env"))
+    keys = node.str_list("result_keys") if node.given("result_keys") else list(defaults.result_keys)
+    if not keys:
+        raise ConfigError(node.file, node.key("result_keys"), "at least one key under which a search's answer "
+                          "holds a memory's text (memory for MemOS)", "an empty list")
+    return MemoryConfig(
+        server=server,
+        search=_memory_tool(node.child("search")),
+        add=_memory_tool(node.child("add")),
+        forget=_memory_tool(node.child("forget")) if node.raw("forget") is not None else None,
+        recall_chars=node.int("recall_chars", defaults.recall_chars, minimum=1),
+        recall_items=node.int("recall_items", defaults.recall_items, minimum=1),
+        result_keys=tuple(keys),
+        search_timeout_s=node.seconds("search_timeout_s", defaults.search_timeout_s),
+        add_timeout_s=node.seconds("add_timeout_s", defaults.add_timeout_s),
+        retry_s=node.seconds("retry_s", defaults.retry_s),
+    )
+
+
+def _memory_tool(node: _Node) -> MemoryToolConfig:
+    """`memory.search|add|forget:` — {tool, arguments}; the arguments must name the sender, so that no memory is
+    ever shared across senders."""
+    if node.value is None:
+        raise ConfigError(node.file, node.path, "a mapping {tool: …, arguments: {…}}", "nothing (the key is missing)")
+    node.require_mapping()
+    node.reject_unknown({"tool", "arguments"})
+    arguments = node.child("arguments")
+    arguments.require_mapping()
+    _check_templates(arguments, MEMORY_FIELDS)
+    if not any(field in ("user_id", "sender") for field in _template_fields(arguments.value)):
+        raise ConfigError(node.file, arguments.path, "argument templates that name the sender ({user_id} or "
+                          "{sender}): memory is never shared across senders", "none that does")
+    return MemoryToolConfig(tool=node.name("tool"), arguments=arguments.value)
+
+
+def _template_fields(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in _template_fields(item)]
+    if isinstance(value, list):
+        return [name for item in value for name in _template_fields(item)]
+    if isinstance(value, str):
+        return [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    return []
 
 
 def _brainstem(node: _Node) -> BrainstemConfig:
@@ -511,10 +582,10 @@ def _executor(node: _Node) -> ExecutorConfig:
     )
 
 
-TEMPLATE_FIELDS = ("description", "task_id", "kind", "sender", "home", "tier", "model")
+TEMPLATE_FIELDS = ("description", "task_id", "kind", "sender", "home", "tier", "model", "memory")
 
 
-def _check_templates(node: _Node) -> None:
+def _check_templates(node: _Node, known: tuple[str, ...] = TEMPLATE_FIELDS) -> None:
     """Every `{field}` in an argument template must be one the Executor fills in; no key is written in one."""
     def check(value: Any, key_path: str) -> None:
         if isinstance(value, dict):
@@ -533,9 +604,9 @@ def _check_templates(node: _Node) -> None:
                 raise ConfigError(node.file, key_path, "a template with balanced braces ({{ and }} for literal "
                                   "ones)", str(err)) from None
             for name in fields:
-                if name not in TEMPLATE_FIELDS:
+                if name not in known:
                     raise ConfigError(node.file, key_path, "template fields among "
-                                      + ", ".join("{%s}" % f for f in TEMPLATE_FIELDS), "{%s}" % name)
+                                      + ", ".join("{%s}" % f for f in known), "{%s}" % name)
     check(node.value, node.path)
 
 

@@ -227,6 +227,32 @@ class SandboxOpenClawConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryToolConfig:
+    """One tool of the memory server and its argument template (fields: memory.TEMPLATE_FIELDS in the loader)."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryConfig:
+    """Memory through a MemOS MCP server: searched with a task's text before it runs (what is recalled joins the
+    task's context), told the exchange after it completes, emptied for a sender by /forget. Per sender always:
+    every template names `{user_id}`. Adds wait in a SQLite outbox ($OMNI_HOME/memory-outbox.db) until delivered."""
+
+    server: ExecutorConfig              # how to start/reach the server (its tool and arguments unused)
+    search: MemoryToolConfig
+    add: MemoryToolConfig
+    forget: MemoryToolConfig | None = None   # None: the server has no tool that deletes a user's memories
+    recall_chars: int = 2000            # at most this much recalled text joins a task's context
+    recall_items: int = 5
+    result_keys: tuple[str, ...] = ("memory", "memory_value")   # where a search's answer holds each memory's text
+    search_timeout_s: float = 3.0       # a task waits at most this for its memories, then runs without
+    add_timeout_s: float = 30.0
+    retry_s: float = 5.0                # an add that failed (server up, tool erring) is tried again after this
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     home: Path
@@ -245,6 +271,7 @@ class Config:
     providers: Mapping[str, int] | None = None   # sandbox: simulated upstreams, name → port ("admin" too)
     im: ImConfig = ImConfig()
     sandbox_openclaw: SandboxOpenClawConfig | None = None
+    memory: MemoryConfig | None = None
 
     @property
     def database_path(self) -> Path:

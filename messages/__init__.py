@@ -2,6 +2,7 @@
 from .control import ChildExited, CrashNow, Introspect, Reconcile, RestartChild, SweepChildren
 from .health import CheckProxyMemory, ExecutorHealth, ProxyActionDone, ProxyRestarting, LinkDown, LinkOpened, Respawn
 from .im import EventWaited, LoadState, MessageSent, SaveState, WaitAgain
+from .memory import DeliverQueued, DeliveryEnded, ForgetSender, RecallEnded, RecallMemories, SearchEnded
 from .mode import (CloudAnswered, CloudDown, CloudUp, GetMode, LiteLLMDown, LiteLLMUp, LocalModelSettled, ModeChanged,
                    Notice, PingCloud, RepairDue, ReplyWhileDown, VerifyRepair)
 from .models import (ChooseTier, Complete, Completion, CompletionFailed, CurrentRoute, Probe, ProbeResult, RecordCost,
@@ -19,4 +20,5 @@ __all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalMod
            "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
            "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask",
            "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged",
-           "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain"]
+           "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain",
+           "DeliverQueued", "DeliveryEnded", "ForgetSender", "RecallEnded", "RecallMemories", "SearchEnded"]

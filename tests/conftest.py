@@ -60,10 +60,13 @@ def omni_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def write_config(omni_home) -> Callable[..., Path]:
-    def write(models: dict[str, Any] | None = None, **overrides: Any) -> Path:
-        """`models`: the `models_world` fixture's ports, to include the model route; else none is configured."""
+    def write(models: dict[str, Any] | None = None, keep_memory: bool = False, **overrides: Any) -> Path:
+        """`models`: the `models_world` fixture's ports, to include the model route; else none is configured.
+        `keep_memory`: keep the sandbox's memory (the MemOS stand-in); else none is configured."""
         raw = yaml.safe_load(EMBEDDED_DEFAULT.read_text())
         raw.pop("demo", None)
+        if not keep_memory:
+            raw.pop("memory", None)
         raw.pop("sandbox_openclaw", None)   # a real OpenClaw gateway only where a test asks for one
         if models is None:
             for section in ("litellm", "providers", "api_keys"):

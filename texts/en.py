@@ -109,4 +109,12 @@ TEXTS = {
     "mode_brainstem_model": "The cloud is offline: tasks wait until it is back, and a local model writes the notices.",
     "mode_brainstem_fixed": "The cloud is offline: tasks wait until it is back; no local model is loaded, "
                             "so notices are fixed texts.",
+    # --- memory (actors/memory.py, commands/forget.py) ------------------------------------------------------
+    "im_help_forget": "delete everything memory holds for you",
+    "im_forget_no_memory": "No memory is configured here: nothing of yours is remembered.",
+    "im_forget_forgotten": "Forgotten: memory holds nothing of yours any more.",
+    "im_forget_queued": "Memory is unavailable just now: what it holds for you will be deleted as soon as it is "
+                        "back.",
+    "im_forget_unsupported": "The memory server has no tool to delete your memories (memory.forget is not "
+                             "configured); your exchanges not yet stored were dropped. Please ask the operator.",
 }

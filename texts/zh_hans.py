@@ -99,4 +99,11 @@ TEXTS = {
     "mode_cloud_missing": "云端最近 {count} 次检查没有响应。",
     "mode_brainstem_model": "云端离线：任务暂停等待云端恢复，由本地模型撰写通知。",
     "mode_brainstem_fixed": "云端离线：任务暂停等待云端恢复；未加载本地模型，通知为固定文字。",
+    # --- memory (actors/memory.py, commands/forget.py) ------------------------------------------------------
+    "im_help_forget": "删除记忆中关于你的一切",
+    "im_forget_no_memory": "这里没有配置记忆：不会记住你的任何内容。",
+    "im_forget_forgotten": "已忘记：记忆中不再有你的任何内容。",
+    "im_forget_queued": "记忆服务暂时不可用：恢复后会立即删除关于你的记忆。",
+    "im_forget_unsupported": "记忆服务器没有删除记忆的工具（未配置 memory.forget）；"
+                             "尚未存入的对话已丢弃。请联系管理员。",
 }

@@ -99,4 +99,11 @@ TEXTS = {
     "mode_cloud_missing": "雲端最近 {count} 次檢查沒有回應。",
     "mode_brainstem_model": "雲端離線：任務暫停等待雲端恢復，由本地模型撰寫通知。",
     "mode_brainstem_fixed": "雲端離線：任務暫停等待雲端恢復；未載入本地模型，通知為固定文字。",
+    # --- memory (actors/memory.py, commands/forget.py) ------------------------------------------------------
+    "im_help_forget": "刪除記憶中關於你的一切",
+    "im_forget_no_memory": "這裡沒有設定記憶：不會記住你的任何內容。",
+    "im_forget_forgotten": "已忘記：記憶中不再有你的任何內容。",
+    "im_forget_queued": "記憶服務暫時無法使用：恢復後會立即刪除關於你的記憶。",
+    "im_forget_unsupported": "記憶伺服器沒有刪除記憶的工具（未設定 memory.forget）；"
+                             "尚未存入的對話已丟棄。請聯絡管理者。",
 }

@@ -1,0 +1,204 @@
+"""Memory through MemOS over MCP, against the stand-in (sandbox/memos.py: a real MCP server over stdio, its memories
+in a real SQLite file): searched before a task runs, the exchange added after, per sender, /forget, and memory
+down (tasks run without it, /why says so, adds wait in the outbox and are delivered when it is back)."""
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clients.gateway_client import GatewaySession
+from clients.memory import user_id
+from config import ConfigError, load_config
+from messages import CrashNow, GetTask, Introspect
+from texts import say
+
+from .conftest import TOKEN, wait_until
+from .test_im_commands import GatewayChat, created_id, wait_for_state
+
+ALICE, BOB = "telegram:4242", "telegram:777"
+
+
+def memory_config(write_config, locale: str = "en", memory: dict | None = None, **overrides) -> Path:
+    """The sandbox with its memory stand-in, IM through the gateway only (no bridge process), fast respawns."""
+    return write_config(keep_memory=True, im={"allow": [ALICE, BOB], "locale": locale, "openclaw": None},
+                        **{"memory": {"respawn_initial_s": 0.05, "respawn_max_s": 0.3, "retry_s": 0.2,
+                                      **(memory or {})}}, **overrides)
+
+
+def stored(home: Path, sender: str) -> list[str]:
+    """What the stand-in holds for `sender`, read from its SQLite file."""
+    path = home / "memos.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        return [text for (text,) in db.execute("select memory from memory where user_id = ? order by created_at",
+                                               (user_id(sender),))]
+
+
+def run_task(tree, chat: GatewayChat, text: str, sender: str):
+    task_id = created_id(chat.ask(text, sender=sender))
+    return wait_for_state(tree, task_id, {"completed"})
+
+
+def why(chat: GatewayChat, task_id: int, sender: str) -> str:
+    return chat.ask(f"/why {task_id}", sender=sender)
+
+
+def memory_up(tree) -> dict:
+    return wait_until(lambda: (m := tree.ask("memory", Introspect()))["link"] == "up" and m, 20, "memory's link up")
+
+
+def test_memories_are_searched_before_a_task_and_the_exchange_added_after(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config))
+    chat = GatewayChat(tree.url)
+    memory_up(tree)
+
+    first = run_task(tree, chat, "My plants need water every Friday", ALICE)
+    assert "memory: nothing relevant recalled" in why(chat, first.task_id, ALICE)
+    memories = wait_until(lambda: stored(omni_home, ALICE), 10, "the exchange added to memory")
+    assert memories == [f"user: My plants need water every Friday\nassistant: {first.result}"]
+
+    second = run_task(tree, chat, "When do the plants need water?", ALICE)
+    assert second.result.startswith("general done: Relevant memories of this user:\n- user: My plants need water")
+    assert "memory: 1 recalled" in why(chat, second.task_id, ALICE)
+    assert len(wait_until(lambda: len(stored(omni_home, ALICE)) == 2 and stored(omni_home, ALICE), 10,
+                          "the second exchange")) == 2
+
+
+def test_recalled_memories_are_cut_to_the_configured_size(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config, memory={"recall_chars": 60}))
+    chat = GatewayChat(tree.url)
+    memory_up(tree)
+    run_task(tree, chat, "garden " + "tomatoes " * 30, ALICE)
+    wait_until(lambda: stored(omni_home, ALICE), 10, "the exchange added")
+    task = run_task(tree, chat, "garden plans", ALICE)
+    added = re.search(r"memory: 1 recalled \((\d+) characters", why(chat, task.task_id, ALICE))
+    assert added and 40 < int(added.group(1)) <= 60
+    assert task.result.startswith("general done: Relevant memories of this user:\n- user: garden tomatoes")
+    assert "…\n\ngarden plans" in task.result
+
+
+def test_memory_is_never_shared_across_senders(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config))
+    chat = GatewayChat(tree.url)
+    memory_up(tree)
+    run_task(tree, chat, "My locker code is 4711", ALICE)
+    wait_until(lambda: stored(omni_home, ALICE), 10, "Alice's exchange added")
+
+    bob = run_task(tree, chat, "What is my locker code?", BOB)
+    assert "4711" not in bob.result and "Relevant memories" not in bob.result
+    assert "memory: nothing relevant recalled" in why(chat, bob.task_id, BOB)
+    alice = run_task(tree, chat, "What is my locker code?", ALICE)
+    assert "4711" in alice.result
+    wait_until(lambda: stored(omni_home, BOB), 10, "Bob's exchange added")
+    with sqlite3.connect(omni_home / "memos.db") as db:
+        users = {row[0] for row in db.execute("select distinct user_id from memory")}
+    assert users == {user_id(ALICE), user_id(BOB)}            # one user per sender, never the sender's own id
+    assert not any(ALICE in user or BOB in user for user in users)
+
+
+def test_forget_deletes_what_was_stored_for_the_sender_only(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config, locale="zh-Hant"))
+    chat = GatewayChat(tree.url)
+    memory_up(tree)
+    run_task(tree, chat, "I prefer green tea", ALICE)
+    run_task(tree, chat, "I prefer black coffee", BOB)
+    wait_until(lambda: stored(omni_home, ALICE) and stored(omni_home, BOB), 10, "both exchanges added")
+
+    assert chat.ask("/forget", sender=ALICE) == say("zh-Hant", "im_forget_forgotten")
+    assert stored(omni_home, ALICE) == [] and len(stored(omni_home, BOB)) == 1
+    after = run_task(tree, chat, "Which tea do I prefer?", ALICE)
+    assert "green tea" not in after.result
+
+
+def test_memory_down_never_blocks_a_task_and_its_adds_wait_until_it_is_back(write_config, start_tree, omni_home):
+    down = omni_home / "memos-down"
+    down.touch()
+    tree = start_tree(memory_config(write_config, memory={"args": ["-m", "sandbox.memos", "--db",
+                                                                   str(omni_home / "memos.db"),
+                                                                   "--down-while", str(down)]}))
+    chat = GatewayChat(tree.url)
+    wait_until(lambda: tree.ask("memory", Introspect())["link"].startswith("down"), 20, "memory down")
+
+    alice = run_task(tree, chat, "Water the ferns on Sunday", ALICE)
+    assert alice.result == "general done: Water the ferns on Sunday"        # ran, without memory
+    assert "memory unavailable (" in why(chat, alice.task_id, ALICE)
+    run_task(tree, chat, "Feed the cat at six", BOB)
+    assert chat.ask("/forget", sender=BOB) == say("en", "im_forget_queued")   # Bob's add dropped, his forget queued
+    wait_until(lambda: tree.ask("memory", Introspect())["outbox_waiting"] == 2, 10, "Alice's add and Bob's forget")
+
+    tree.ask("memory", CrashNow("drill: the queue must survive a restart"))
+    wait_until(lambda: (m := tree.ask("memory", Introspect()))["incarnation"] == 1 and m, 10, "memory restarted")
+    assert tree.ask("memory", Introspect())["outbox_waiting"] == 2              # in SQLite, not in the actor
+
+    down.unlink()                                                                # the server is back
+    wait_until(lambda: stored(omni_home, ALICE), 20, "Alice's queued add delivered")
+    wait_until(lambda: tree.ask("memory", Introspect())["outbox_waiting"] == 0, 10, "the outbox emptied")
+    assert stored(omni_home, BOB) == []
+    later = run_task(tree, chat, "When do the ferns need water?", ALICE)
+    assert "Water the ferns on Sunday" in later.result
+
+
+def test_a_memory_server_missing_a_configured_tool_is_down_and_tasks_still_run(write_config, start_tree):
+    tree = start_tree(memory_config(write_config, memory={"search": {"tool": "search_memory"}}))
+    chat = GatewayChat(tree.url)
+    link = wait_until(lambda: (m := tree.ask("memory", Introspect()))["link"].startswith("down") and m["link"], 20,
+                      "memory down")
+    assert "offers no tool 'search_memory'" in link
+    task = run_task(tree, chat, "Summarise my unread mail", ALICE)
+    assert "memory unavailable (the server offers no tool 'search_memory'" in why(chat, task.task_id, ALICE)
+
+
+def test_forget_without_memory_configured_says_so(write_config, start_tree):
+    tree = start_tree(write_config(im={"allow": [ALICE], "locale": "zh-Hans", "openclaw": None}))
+    chat = GatewayChat(tree.url)
+    assert chat.ask("/forget", sender=ALICE) == say("zh-Hans", "im_forget_no_memory")
+    assert "/forget" in chat.ask("/help", sender=ALICE)
+    task = run_task(tree, chat, "Summarise my unread mail", ALICE)
+    assert "memory" not in why(chat, task.task_id, ALICE)
+
+
+def test_tasks_without_a_sender_skip_memory(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config))
+    memory_up(tree)
+
+    async def submit() -> int:
+        async with GatewaySession(tree.url, TOKEN) as gateway:
+            return (await gateway.call("submit_task", description="Summarise my unread mail"))["task_id"]
+    task = wait_for_state(tree, asyncio.run(submit()), {"completed"})
+    assert task.result == "general done: Summarise my unread mail"
+    assert tree.ask("memory", Introspect())["recalled"] == 0
+    assert tree.ask("state_store", GetTask(task.task_id)).sender is None
+
+
+@pytest.mark.parametrize("memory, key_path, expected", [
+    ({"search": None}, "memory.search", "a mapping {tool: …, arguments: {…}}"),
+    ({"add": {"arguments": {"memory_content": "{exchange}"}}}, "memory.add.arguments",
+     "argument templates that name the sender"),
+    ({"search": {"arguments": {"query": "{description}"}}}, "memory.search.arguments.query",
+     "template fields among {query}"),
+    ({"recall_char": 10}, "memory.recall_char", "one of the keys"),
+    ({"recall_chars": 0}, "memory.recall_chars", "a whole number >= 1"),
+    ({"search_timeout_s": -1}, "memory.search_timeout_s", "a positive number of seconds"),
+    ({"result_keys": []}, "memory.result_keys", "at least one key"),
+    ({"command": None}, "memory.command", "a non-empty string"),
+])
+def test_memory_config_mistakes_name_the_key_path(write_config, memory, key_path, expected):
+    path = write_config(keep_memory=True)
+    raw = yaml.safe_load(path.read_text())
+    for key, value in memory.items():
+        if isinstance(value, dict) and isinstance(raw["memory"].get(key), dict):
+            raw["memory"][key].update(value)
+        elif value is None:
+            raw["memory"].pop(key)
+        else:
+            raw["memory"][key] = value
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert f"{key_path}: expected {expected}" in str(error.value)
