@@ -46,7 +46,7 @@ def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
     >>> render_arguments({"prompt": "{description}", "workFolder": "{home}/work"}, task, Path("/h"))
     {'prompt': 'fix the parser', 'workFolder': '/h/work'}
     >>> render_arguments({"prompt": "{description}"}, task, Path("/h"), memory="- uses tabs")
-    {'prompt': '- uses tabs\n\nfix the parser'}
+    {'prompt': '- uses tabs\\n\\nfix the parser'}
     """
     description = task.description
     if memory and "{memory}" not in repr(template):

@@ -16,9 +16,8 @@ import concurrent.futures
 from pathlib import Path
 from typing import Any
 
-from clients import LinkLost, McpLink
-from clients.memory import MemoryOutbox, answer_error, context_block, fields_for, recalled_texts, \
-    render_memory_arguments, user_id
+from clients import (LinkLost, McpLink, MemoryOutbox, answer_error, context_block, fields_for, recalled_texts,
+                     render_memory_arguments, user_id)
 from config.schema import MemoryConfig
 from messages import (DeliverQueued, DeliveryEnded, ForgetSender, LinkDown, LinkOpened, RecallEnded, RecallMemories,
                       Respawn, SearchEnded, TaskChanged, TaskView)

@@ -100,8 +100,8 @@ def recalled_texts(text: str, keys: Iterable[str]) -> tuple[str, ...]:
 def context_block(texts: Iterable[str], max_items: int, max_chars: int) -> str:
     """The memories a task gets, most relevant first, within `max_items` and `max_chars` (the last one cut).
 
-    >>> context_block(["likes tea", "lives in Taipei"], 5, 40)
-    'Relevant memories of this user:\\n- likes tea\\n- lives…'
+    >>> context_block(["likes tea", "lives in Taipei"], 5, 55)
+    'Relevant memories of this user:\\n- likes tea\\n- lives in…'
     """
     lines, used = [], 0
     header = "Relevant memories of this user:"

@@ -6,18 +6,16 @@ configured forget tool), and drop their exchanges still waiting to be added.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Any
 
 from messages import ForgetSender, Introspect
 from vocabulary import ActorName
 
-if TYPE_CHECKING:
-    from .interpreter import CommandInterpreter
-
 FORGET_WAIT_S = 30.0     # past this the delete still happens (it is queued); the reply says so
 
 
-async def forget(interpreter: CommandInterpreter, argument: str, sender: str) -> str:
+async def forget(interpreter: Any, argument: str, sender: str) -> str:
+    """`interpreter`: the CommandInterpreter (its ask and its locale's texts)."""
     children = await interpreter._ask(ActorName.SUPERVISOR, Introspect())
     if ActorName.MEMORY not in {child["name"] for child in children}:
         return interpreter._say("im_forget_no_memory")
