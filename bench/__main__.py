@@ -1,4 +1,5 @@
-"""`python -m bench [core|spine|rest|litellm|brainstem|chaos|all] [--quick] [--keep]`: print the figures.
+"""`python -m bench [core|spine|rest|litellm|brainstem|chaos|dashboard|routing|memory|all] [--quick] [--keep]`:
+print the figures.
 
 - `core` (the default): `spine`, then `rest`.
 - `spine`: the floor and no-op tasks end to end, against a real supervisor.py, with the CPU each task cost.
@@ -14,6 +15,8 @@
   (bench/_dashboard.py).
 - `routing`: the local routing classifier on the held-out set: accuracy per kind and language, confusion,
   latency, and the model fallback's round trip (bench/_routing.py).
+- `memory`: a task's wait for its memories: search (and add) through the MemOS stand-in at 100 and 1000 memories
+  (bench/_memory.py).
 - `all`: spine, rest, litellm and brainstem, in that order.
 """
 from __future__ import annotations
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Measure and print the figures (never asserts a target).")
     parser.add_argument("which", nargs="?",
                         choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "routing",
-                                 "all"),
+                                 "memory", "all"),
                         default="core",
                         help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
                              "sandbox at rest (start time, RSS, idle CPU); litellm: model-route overhead "
@@ -132,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._routing import run as routing_bench
         print(machine(), flush=True)
         status = routing_bench(quick=args.quick, keep=args.keep)
+    if args.which == "memory":
+        from ._memory import run as memory_bench
+        print(machine(), flush=True)
+        status = memory_bench(quick=args.quick)
     if args.which == "chaos":
         from ._chaos import run as chaos_bench
         print(machine(), flush=True)
