@@ -146,7 +146,10 @@ class Executor(SupervisedActor):
             self._call_tool(task, "")
             return
         self._recalling[task.task_id] = task    # memory answers, or our deadline does: a task never waits on it
-        self.directory.tell(ActorName.MEMORY, RecallMemories(task, self.name))
+        if not self.directory.tell(ActorName.MEMORY, RecallMemories(task, self.name)):
+            self._recalled(RecallEnded(task.task_id, "", "memory unavailable (its actor is restarting): running "
+                                       "without it", available=False))
+            return
         self.loop.tell_later(self._memory.search_timeout_s + RECALL_GRACE_S, self.actor_ref, RecallEnded(
             task.task_id, "", f"memory unavailable (no answer within {self._memory.search_timeout_s:g}s): "
             "running without it", available=False))

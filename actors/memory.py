@@ -19,12 +19,14 @@ from typing import Any
 from clients import (LinkLost, McpLink, MemoryOutbox, answer_error, context_block, fields_for, recalled_texts,
                      render_memory_arguments, user_id)
 from config.schema import MemoryConfig
-from messages import (DeliverQueued, DeliveryEnded, ForgetSender, LinkDown, LinkOpened, RecallEnded, RecallMemories,
-                      Respawn, SearchEnded, TaskChanged, TaskView)
+from messages import (DeliverQueued, DeliveryEnded, ForgetSender, LinkDown, LinkOpened, ListTasks, RecallEnded,
+                      RecallMemories, Respawn, SearchEnded, TaskChanged, TaskView)
 from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
-from vocabulary import TaskState
+from vocabulary import ActorName, TaskState
 
 OUTBOX_FILE = "memory-outbox.db"
+CATCH_UP_LIMIT = 200     # completed tasks looked at after a restart of this actor
+STORE = ActorName.STATE_STORE
 
 
 class Memory(SupervisedActor):
@@ -43,7 +45,16 @@ class Memory(SupervisedActor):
     # --- lifecycle ---------------------------------------------------------------------------------------
     def started(self) -> None:
         self._outbox = MemoryOutbox(self._home / OUTBOX_FILE)
+        if self.context.incarnation > 0:
+            self._catch_up()
         self._links.open()
+
+    def _catch_up(self) -> None:
+        """Tasks that completed while this actor restarted (their TaskChanged found no one): queue them too."""
+        since = self._outbox.newest()
+        for task in self.directory.ask(STORE, ListTasks(state=TaskState.COMPLETED, limit=CATCH_UP_LIMIT)):
+            if task.updated_at >= since:
+                self._remember(task, None)
 
     def release(self) -> None:
         for future in self._forgets.values():

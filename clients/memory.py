@@ -174,6 +174,10 @@ class MemoryOutbox:
         return self._db.execute("update outbox set state = 'forgotten', arguments = '{}' where sender = ? and "
                                 "kind = 'add' and state = 'queued'", (sender,)).rowcount
 
+    def newest(self) -> float:
+        """When the newest entry was queued (0 for none): a restarted actor catches up on tasks completed since."""
+        return self._db.execute("select coalesce(max(queued_at), 0) from outbox").fetchone()[0]
+
     def waiting(self) -> int:
         return self._db.execute("select count(*) from outbox where state = 'queued'").fetchone()[0]
 

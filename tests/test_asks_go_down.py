@@ -1,8 +1,9 @@
 """Asks go down the tree: an actor asks only actors started before it (actor_tree's order).
 
 The real tree runs real traffic (tasks through the gateway, IM commands through the stub bridge, the model
-route with a real LiteLLM proxy, memory through the MemOS stand-in); the Directory's ask path, which every actor's asks take, records who asked
-whom, and the test fails on any ask of an actor started later (or of oneself: an ask that can only wait).
+route with a real LiteLLM proxy, memory through the MemOS stand-in); the Directory's ask path, which every
+actor's asks take, records who asked whom, and the test fails on any ask of an actor started later (or of
+oneself: an ask that can only wait).
 """
 from __future__ import annotations
 
