@@ -250,7 +250,7 @@ class Executor(SupervisedActor):
             self._respawn_if_route_changed()
 
     def _respawn_if_route_changed(self) -> None:
-        if self._respawn_for_route and not self._running:
+        if self._respawn_for_route and not self._running and not self._recalling:
             self._respawn_for_route = False
             old = self._links.link
             self._links.open(status="starting (route changed)")
