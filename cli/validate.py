@@ -5,7 +5,8 @@ server is started (stdio) or connected (HTTP), its tools listed and the configur
 the LiteLLM proxy of an external install is probed. The OpenClaw bridge is asked for a real answer
 (`conversations_list`: the real bridge lists its tools even when the gateway is down or refuses the
 token), and when it is the `openclaw` CLI, OpenClaw's own settings that the front door relies on are
-read (`openclaw config get`). Exit 0 when sound, 1 with the report otherwise.
+read (`openclaw config get`). The memory server, when configured, is started and its tools looked for.
+Exit 0 when sound, 1 with the report otherwise.
 """
 from __future__ import annotations
 
@@ -148,6 +149,10 @@ async def check_all(cfg: Config) -> list[Check]:
         settings = asyncio.ensure_future(check_openclaw_settings(cfg.im.openclaw))
     if cfg.litellm is not None:
         checks.append(check_proxy(cfg))
+    if cfg.memory is not None:   # its search, add (and forget) tools
+        memory = cfg.memory
+        checks.append(check_server("memory (MemOS)", memory.server, tuple(
+            tool.tool for tool in (memory.search, memory.add, memory.forget) if tool is not None)))
     done = list(await asyncio.gather(*checks))
     done += [check for found in await asyncio.gather(*claude) for check in found]
     return done + (await settings if settings else [])

@@ -2,6 +2,7 @@
 
     python -m sandbox.memos --db $OMNI_HOME/memos.db            # over stdio
     python -m sandbox.memos --db memos.db --down-while FILE     # exits at start while FILE exists (memory down)
+    python -m sandbox.memos --db memos.db --search-delay 10     # every search answers 10 s late (memory slow)
 
 It has the real server's tool shapes (MemOS v2.0.31, src/memos/api/mcp_serve.py):
 - `search_memories(query, user_id?, cube_ids?, filter?)` → `{"text_mem": [{"cube_id", "memories": [{"id",
@@ -27,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 
 DEFAULT_USER, DEFAULT_CUBE = "default_user", "default_cube"
@@ -75,13 +77,15 @@ class Memories:
         return self._db.execute("delete from memory where user_id = ? and cube_id = ?", (user_id, cube_id)).rowcount
 
 
-def build_server(db_path: Path) -> MCPServer:
+def build_server(db_path: Path, search_delay_s: float = 0.0) -> MCPServer:
     memories = Memories(db_path)
     server = MCPServer("MOS Memory System", log_level="WARNING")
 
     @server.tool(description="Search for memories across user's accessible memory cubes.")
     async def search_memories(query: str, user_id: str | None = None, cube_ids: list[str] | None = None,
                               filter: dict[str, Any] | None = None) -> dict[str, Any]:   # noqa: A002 (its name)
+        if search_delay_s:
+            await anyio.sleep(search_delay_s)
         try:
             return memories.search(query, user_id or DEFAULT_USER, cube_ids)
         except Exception as e:   # as the real server: the error in the answer
@@ -119,12 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", type=Path, required=True, help="the SQLite file of the memories")
     parser.add_argument("--down-while", type=Path, metavar="FILE",
                         help="exit at once, before initialising, while FILE exists (a memory server that is down)")
+    parser.add_argument("--search-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="answer every search this late (a memory server too slow for the task's wait)")
     args = parser.parse_args(argv)
     if args.down_while is not None and args.down_while.exists():
         print(f"memos stand-in: down while {args.down_while} exists", file=sys.stderr)
         sys.exit(2)
     args.db.expanduser().parent.mkdir(parents=True, exist_ok=True)
-    build_server(args.db.expanduser()).run()
+    build_server(args.db.expanduser(), args.search_delay).run()
 
 
 if __name__ == "__main__":

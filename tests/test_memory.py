@@ -149,6 +149,19 @@ def test_memory_down_never_blocks_a_task_and_its_adds_wait_until_it_is_back(writ
     assert "Water the ferns on Sunday" in later.result
 
 
+def test_a_search_slower_than_the_timeout_leaves_the_task_to_run_without_memory(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config, memory={
+        "search_timeout_s": 0.3, "args": ["-m", "sandbox.memos", "--db", str(omni_home / "memos.db"),
+                                          "--search-delay", "30"]}))
+    chat = GatewayChat(tree.url)
+    memory_up(tree)
+    task = run_task(tree, chat, "Summarise my unread mail", ALICE)
+    assert task.result.endswith("done: Summarise my unread mail")
+    assert "memory unavailable (no answer within 0.3s (memory.search_timeout_s)): running without it" in why(
+        chat, task.task_id, ALICE)
+    wait_until(lambda: stored(omni_home, ALICE), 10, "its exchange added all the same")
+
+
 def test_a_memory_server_missing_a_configured_tool_is_down_and_tasks_still_run(write_config, start_tree):
     tree = start_tree(memory_config(write_config, memory={"search": {"tool": "search_memory"}}))
     chat = GatewayChat(tree.url)
