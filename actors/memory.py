@@ -124,8 +124,9 @@ class Memory(SupervisedActor):
             return
         self._recalled += 1
         context = context_block(texts, self.spec.recall_items, self.spec.recall_chars)
-        note = (f"memory: {min(len(texts), self.spec.recall_items)} recalled ({len(context)} characters added to the "
-                "task's context)" if context else "memory: nothing relevant recalled")
+        given = context.count("\n- ")     # the memories that fit in recall_items and recall_chars
+        note = (f"memory: {given} recalled ({len(context)} characters added to the task's context)" if context
+                else "memory: nothing relevant recalled")
         self.directory.tell(reply_to, RecallEnded(task_id, context, note, available=True))
 
     # --- remember, after a task completes; forget ------------------------------------------------------------
