@@ -45,13 +45,15 @@ class Memory(SupervisedActor):
     # --- lifecycle ---------------------------------------------------------------------------------------
     def started(self) -> None:
         self._outbox = MemoryOutbox(self._home / OUTBOX_FILE)
-        if self.context.incarnation > 0:
-            self._catch_up()
+        self._catch_up()
         self._links.open()
 
     def _catch_up(self) -> None:
-        """Tasks that completed while this actor restarted (their TaskChanged found no one): queue them too."""
+        """Tasks that completed since the newest entry queued, while this actor restarted or the process was down
+        (their TaskChanged found no one): queued too. A first start (an empty outbox) adds no older history."""
         since = self._outbox.newest()
+        if not since:
+            return
         for task in self.directory.ask(STORE, ListTasks(state=TaskState.COMPLETED, limit=CATCH_UP_LIMIT)):
             if task.updated_at >= since:
                 self._remember(task, None)

@@ -149,6 +149,28 @@ def test_memory_down_never_blocks_a_task_and_its_adds_wait_until_it_is_back(writ
     assert "Water the ferns on Sunday" in later.result
 
 
+def test_exchanges_of_tasks_completed_while_memory_was_away_are_added_when_it_is_back(write_config, start_tree,
+                                                                                     omni_home):
+    with_memory = memory_config(write_config)
+    written = with_memory.read_text()               # write_config writes one file: kept for the third start
+    tree = start_tree(with_memory)
+    memory_up(tree)
+    run_task(tree, GatewayChat(tree.url), "Water the ferns on Sunday", ALICE)
+    wait_until(lambda: stored(omni_home, ALICE), 10, "the first exchange added")
+    tree.supervisor.stop(block=True, timeout=30)
+
+    without = start_tree(write_config(im={"allow": [ALICE], "openclaw": None}))   # the same home, no memory actor
+    missed = run_task(without, GatewayChat(without.url), "Feed the cat at six", ALICE)
+    without.supervisor.stop(block=True, timeout=30)
+
+    with_memory.write_text(written)
+    again = start_tree(with_memory)
+    memory_up(again)
+    memories = wait_until(lambda: len(stored(omni_home, ALICE)) == 2 and stored(omni_home, ALICE), 10,
+                          "the missed exchange added")
+    assert memories[1] == f"user: Feed the cat at six\nassistant: {missed.result}"
+
+
 def test_a_search_slower_than_the_timeout_leaves_the_task_to_run_without_memory(write_config, start_tree, omni_home):
     tree = start_tree(memory_config(write_config, memory={
         "search_timeout_s": 0.3, "args": ["-m", "sandbox.memos", "--db", str(omni_home / "memos.db"),
