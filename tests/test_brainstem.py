@@ -60,7 +60,8 @@ def test_an_outage_suspends_waits_and_resumes_with_the_seeds_thresholds(start_tr
                                                                          tiny_model):
     tree = start_with_models(start_tree, write_config, live_models, health=FAST_HEALTH, locale="zh-Hant",
                              brainstem={"model_path": str(tiny_model)})
-    running = submit_all(tree.url, [f"長任務 {i} [sleep=6]" for i in range(3)], sender="telegram:42")
+    running = submit_all(tree.url, [f"長任務 {i} [sleep=6]" for i in range(3)], sender="telegram:42",
+                         kind="general")   # the outage is tested, not routing: the classifier reads 長任務 as heavy
     ids = [task["task_id"] for task in running]
     wait_until(lambda: all(task_states(tree.cfg.database_path)[i] == "executing" for i in ids), 10, "executing")
 
@@ -134,7 +135,7 @@ def test_a_flapping_cloud_loses_and_duplicates_no_task(start_tree, write_config,
     while time.monotonic() < deadline:   # up/down every ping, with work arriving all along
         set_cloud(providers, "hang" if flips % 2 == 0 else "ok")
         flips += 1
-        ids += [task["task_id"] for task in submit_all(tree.url, [f"job {len(ids)} [sleep=0.3]"])]
+        ids += [task["task_id"] for task in submit_all(tree.url, [f"job {len(ids)} [sleep=0.3]"], kind="general")]
         time.sleep(FAST_HEALTH["interval_s"] + FAST_HEALTH["timeout_s"])
     set_cloud(providers, "ok")
     wait_until(lambda: mode(tree) == "normal" and all(
@@ -152,7 +153,8 @@ def test_sigkill_during_the_outage_comes_back_in_brainstem_and_resumes(write_con
     first = supervisor_process(config)
     wait_until(lambda: (omni_home / "providers.json").exists(), 30, "the providers")
     providers = ProvidersAdmin(json.loads((omni_home / "providers.json").read_text())["admin"])
-    ids = [task["task_id"] for task in submit_all(first.url, [f"job {i} [sleep=5]" for i in range(4)])]
+    ids = [task["task_id"] for task in submit_all(first.url, [f"job {i} [sleep=5]" for i in range(4)],
+                                                      kind="general")]
     wait_until(lambda: any(s == "executing" for s in task_states(omni_home / "omni.db").values()), 60, "executing")
     set_cloud(providers, "hang")
     wait_until(lambda: set(task_states(omni_home / "omni.db").values()) == {"waiting"}, 30, "all suspended")

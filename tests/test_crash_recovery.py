@@ -19,8 +19,9 @@ def test_sigkill_with_tasks_executing_then_restart_completes_every_task(write_co
 
     async def submit(url, count):
         async with GatewaySession(url, TOKEN) as gateway:
-            return [(await gateway.call("submit_task", description=f"job {i} [sleep=6]" + (" code" if i % 2 else "")))
-                    ["task_id"] for i in range(count)]
+            # kinds given: recovery is tested, not routing; coder and general together have the slots for 8
+            return [(await gateway.call("submit_task", description=f"job {i} [sleep=6]" + (" code" if i % 2 else ""),
+                                        kind="coding" if i % 2 else "general"))["task_id"] for i in range(count)]
 
     ids = asyncio.run(submit(first.url, 12))
     database = omni_home / "omni.db"

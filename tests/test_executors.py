@@ -58,7 +58,7 @@ def test_a_call_past_its_hard_timeout_fails_the_task(write_config, start_tree):
 def test_an_executor_runs_at_most_its_slots_at_once(write_config, start_tree):
     """Counted from the store's record of every start and end, not sampled while the tasks run."""
     tree = start_tree(write_config(executors={"general": {"slots": 2}}))
-    tasks = submit_and_wait(tree, [f"chore {i} [sleep=1]" for i in range(6)])
+    tasks = submit_and_wait(tree, [f"chore {i} [sleep=1]" for i in range(6)], kind="general")   # all on general
     assert [task["state"] for task in tasks] == ["completed"] * 6
     ids = [task["task_id"] for task in tasks]
     with tree.db() as db:
@@ -82,7 +82,7 @@ def test_the_argument_template_shapes_the_tool_call(write_config, start_tree):
 
 def test_every_mcp_call_and_transition_is_a_json_line(write_config, start_tree):
     tree = start_tree(write_config())
-    [task] = submit_and_wait(tree, ["log me"])
+    [task] = submit_and_wait(tree, ["log me"], kind="general")   # the classifier reads "log me" as heavy
     lines = [json.loads(line) for line in (tree.cfg.log_dir / "events.jsonl").read_text().splitlines()]
     calls = [line for line in lines if line["event"] == "mcp_call" and line["task_id"] == task["task_id"]]
     moves = [line["to_state"] for line in lines if line["event"] == "transition" and line["task_id"] == task["task_id"]]

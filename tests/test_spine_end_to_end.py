@@ -196,7 +196,8 @@ def test_killing_router_executor_and_store_with_200_tasks_in_flight_loses_none(w
         async with GatewaySession(tree.url, TOKEN) as gateway:
             for i in range(200):
                 description = f"task {i} [sleep=0.05]" + (" python code" if i % 2 else "")
-                submitted.append((await gateway.call("submit_task", description=description))["task_id"])
+                submitted.append((await gateway.call("submit_task", description=description,   # coder must run
+                                                     kind="coding" if i % 2 else "general"))["task_id"])
                 if i in (40, 90, 140):
                     victim = {40: "router", 90: "coder", 140: "state_store"}[i]
                     tree.directory.tell(victim, CrashNow(f"kill {victim} under load"))
