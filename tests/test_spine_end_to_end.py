@@ -44,10 +44,11 @@ def test_submit_task_with_wait_s_answers_the_finished_task_in_one_call(write_con
 
     async def scenario():
         async with GatewaySession(tree.url, TOKEN) as gateway:
-            done = await asyncio.gather(*(gateway.call("submit_task", description=f"chore {n}", wait_s=20)
-                                          for n in range(20)))
-            slow = await gateway.call("submit_task", description="long report [sleep=3]", wait_s=0.2)
-            failed = await gateway.call("submit_task", description="book a flight [fail]", wait_s=20)
+            # kind given: wait_s is tested, not routing ("chore 2" reads as coding to the classifier)
+            done = await asyncio.gather(*(gateway.call("submit_task", description=f"chore {n}", wait_s=20,
+                                                       kind="general") for n in range(20)))
+            slow = await gateway.call("submit_task", description="long report [sleep=3]", wait_s=0.2, kind="general")
+            failed = await gateway.call("submit_task", description="book a flight [fail]", wait_s=20, kind="general")
             return done, slow, failed, await gateway.call("get_task", task_id=slow["task_id"])
 
     done, slow, failed, slow_now = run(scenario())
