@@ -36,6 +36,9 @@ KINDS = ("coding", "general", "heavy", "gpu")
 NEEDS = ("gpu", "always_on", "long_running")
 KIND_NEEDS = {"gpu": ("gpu",), "heavy": ("always_on", "long_running")}   # a kind that cannot do without one
 NEED_THRESHOLD = 0.5
+STOP_WORDS = frozenset("a all an and are as at be but by do for from has have i if in is it its me my of on or our so "
+                       "that the their them then there these this to us was we what when which who will with you "
+                       "your".split())   # function words: they explain nothing in /why
 C = 30.0                        # chosen by cross-validation on train among 10, 30, 100 (routing/crossval.py)
 CLASS_WEIGHT = "balanced"       # the kinds are nearly balanced; weighting keeps a smaller one from losing ties
 
@@ -99,22 +102,24 @@ def vectorizer(chars: tuple[int, int] | None = (1, 4), words: tuple[int, int] | 
     return FeatureUnion(parts)
 
 
-def telling(gram: str, text: str) -> bool:
-    """Whether an n-gram of `text` says something to a reader of `/why`: in Latin script a whole word or run
-    of words of the text ("every", not its fragment "ver") that is not only English function words ("the",
-    "and": they can carry weight in the model, the set's heavy texts say "and" more, but explain nothing); in
-    Chinese at least two characters.
+def telling(gram: str, words: str) -> bool:
+    """Whether an n-gram says something to a reader of `/why`, given the text's `words` (`spaced_words`): in
+    Latin script a whole word or run of words of the text ("every", not its fragment "ver") that is not only
+    English function words ("the", "and": they can carry weight in the model, the set's heavy texts say "and"
+    more, but explain nothing); in Chinese at least two characters.
 
-    >>> text = "every day at 8 check the API and 分頁"
-    >>> [g for g in ("ver", "the", "and the", "every day", "api", "分頁", "頁") if telling(g, text)]
+    >>> words = spaced_words("Every day at 8, check the API and 分頁")
+    >>> [g for g in ("ver", "the", "and the", "every day", "api", "分頁", "頁") if telling(g, words)]
     ['every day', 'api', '分頁']
     """
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
     if not gram.isascii():
         return len(gram) > 1
-    if not re.search(rf"(?<!\w){re.escape(gram)}(?!\w)", text, re.IGNORECASE):
-        return False
-    return not all(word in ENGLISH_STOP_WORDS for word in gram.split())
+    return f" {gram} " in words and not all(word in STOP_WORDS for word in gram.split())
+
+
+def spaced_words(text: str) -> str:
+    """The text's words, lower-cased, one space around each: a word run is found by a substring test."""
+    return " " + " ".join(re.findall(r"\w+", text.lower())) + " "
 
 
 class Classifier:
@@ -136,8 +141,8 @@ class Classifier:
         self.names = [name.split("__", 1)[1] for name in self.vectorizer.get_feature_names_out()]
 
     def classify(self, text: str, explain: bool = True) -> Verdict:
-        vector = self.vectorizer.transform([text])
-        probabilities = self.kind_model.predict_proba(vector)[0]
+        vector = self._vector(text)
+        probabilities = _probabilities(self.kind_model, vector)
         best = int(probabilities.argmax())
         kind = str(self.kind_model.classes_[best])
         scores = {str(k): float(p) for k, p in zip(self.kind_model.classes_, probabilities, strict=False)}
@@ -149,14 +154,20 @@ class Classifier:
 
     def needs_for(self, text: str, kind: str) -> tuple[str, ...]:
         """The needs of `text` as a task of `kind` (a kind the submitter or a rule gave)."""
-        return self._needs(self.vectorizer.transform([text]), kind)
+        return self._needs(self._vector(text), kind)
+
+    def _vector(self, text: str) -> Any:
+        """The text's TF-IDF row: each part's, side by side, as FeatureUnion.transform gives it, without the
+        joblib dispatch and output wrapping it spends more time on than the parts themselves."""
+        from scipy.sparse import hstack
+        return hstack([part.transform([text]) for _, part in self.vectorizer.transformer_list], format="csr")
 
     def _needs(self, vector: Any, kind: str) -> tuple[str, ...]:
         """Needs come with the kinds that have them: a general text that mentions a GPU needs none."""
         wanted = KIND_NEEDS.get(kind, ())
         if not wanted:
             return ()
-        chances = {need: float(self.need_models[need].predict_proba(vector)[0][1]) for need in wanted}
+        chances = {need: float(_probabilities(self.need_models[need], vector)[1]) for need in wanted}
         found = tuple(need for need in wanted if chances[need] >= NEED_THRESHOLD)
         return found or (max(chances, key=chances.get),)
 
@@ -165,12 +176,13 @@ class Classifier:
         row = vector.tocoo()
         pushes = sorted(((value * weights[column], column) for column, value in zip(row.col, row.data, strict=False)),
                         reverse=True)
-        shown = []
+        shown: list[str] = []
+        words = spaced_words(text)
         for push, column in pushes:
             gram = str(self.names[column]).strip()
             if push <= 0 or len(shown) == count:
                 break
-            if telling(gram, text) and not any(gram in other for other in shown):
+            if telling(gram, words) and not any(gram in other for other in shown):
                 shown.append(gram)
         return tuple(shown)
 
@@ -180,6 +192,18 @@ class Classifier:
         similarities = self.by_gram[vector.indices].T @ (vector.data / norm)   # both L2-normalised: cosines
         nearest = similarities.argsort()[::-1][:count]
         return tuple((self.kinds[i], self.texts[i], float(similarities[i])) for i in nearest if similarities[i] > 0)
+
+
+def _probabilities(model: Any, vector: Any) -> Any:
+    """What `model.predict_proba(vector)[0]` answers, computed from its coefficients: the multinomial
+    softmax (a logistic sigmoid for two classes). scikit-learn's own call checks its input each time, a
+    millisecond of a verdict's few; tests/test_routing_classifier.py holds the two equal."""
+    scores = numpy.asarray(vector @ model.coef_.T).ravel() + model.intercept_
+    if scores.size == 1:
+        chance = 1.0 / (1.0 + numpy.exp(-scores[0]))
+        return numpy.array([1.0 - chance, chance])
+    exps = numpy.exp(scores - scores.max())
+    return exps / exps.sum()
 
 
 def train(path: Path = TRAIN) -> Classifier:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from clients.gateway_client import GatewaySession
 from config.schema import RoutingConfig, RoutingRule
 from messages import TaskView
@@ -36,6 +38,17 @@ def test_the_trained_classifier_keeps_its_floors_on_the_held_out_set():
     assert not below, f"kind/language cells below {FLOOR_PER_CELL:.0%}: {below}"
     assert {len(found[(kind, lang)]) >= 20 for kind in KINDS for lang in LANGS} == {True}, "every cell is measured"
     assert share(found[("coding|general", "all")]) >= FLOOR_CODING_VS_GENERAL
+
+
+def test_the_verdicts_probabilities_are_scikit_learns():
+    """classify() computes them from the coefficients (faster); they must be what predict_proba says."""
+    model = load_classifier()
+    for row in read_rows(TEST)[::10]:
+        vector = model.vectorizer.transform([row["text"]])
+        expected = dict(zip(model.kind_model.classes_, model.kind_model.predict_proba(vector)[0], strict=True))
+        verdict = model.classify(row["text"])
+        assert verdict.scores == pytest.approx(expected, abs=1e-9)
+        assert verdict.confidence == pytest.approx(max(expected.values()), abs=1e-9)
 
 
 def test_needs_come_from_the_text_and_only_with_the_kinds_that_have_them():
