@@ -2,11 +2,12 @@
 n-grams (1–2), and a logistic regression, one for the kind and one per need. Character n-grams need no
 tokenizer, so English, zh-Hant and zh-Hans go through the same model (a Chinese clause is one "word", its
 characters carry it); word n-grams give English phrases ("every day", "the snake") their own weight. It runs
-in-process in about two milliseconds and downloads nothing. The choice was measured by cross-validation on the
-training set (`python -m routing cv --compare`), not on the held-out set.
+in-process in about three milliseconds with its evidence and downloads nothing. The choice was measured by
+cross-validation on the training set (`python -m routing cv --compare`), not on the held-out set.
 
 It is trained from `routing/data/train.jsonl` (`make classifier`, run by `make setup`) into
-`build/routing-classifier.pkl`, stamped with the data's hash and scikit-learn's version; a missing or stale
+`build/routing-classifier.pkl`, stamped with the hashes of the data and of this module and scikit-learn's
+version (the build is deterministic: the same data and code give the same coefficients); a missing or stale
 file is rebuilt in-process on first use (a second or so), so a fresh clone routes by it either way.
 
 >>> verdict = load_classifier().classify("nginx 一直回 502，幫我查原因")
