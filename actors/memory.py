@@ -196,12 +196,15 @@ class Memory(SupervisedActor):
                 waiting.set_result("forgotten")
             self._deliver()
             return
-        self._outbox.failed(ended.entry_id, ended.error)
-        self._journal.record("memory_delivery_failed", entry=ended.entry_id, error=ended.error)
         if waiting is not None:
             waiting.set_result("queued")
-        if ended.link_lost:
-            self._links.down(ended.link_generation, ended.error)   # delivered again once it is back up
+        if ended.link_lost:                                     # not the entry's fault: delivered again once the
+            self._links.down(ended.link_generation, ended.error)   # link is back up, however often it drops
+            return
+        set_aside = self._outbox.failed(ended.entry_id, ended.error, self.spec.max_tries)
+        self._journal.record("memory_delivery_failed", entry=ended.entry_id, error=ended.error, set_aside=set_aside)
+        if set_aside:
+            self._deliver()
         else:
             self.loop.tell_later(self.spec.retry_s, self.actor_ref, DeliverQueued())
 

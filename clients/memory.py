@@ -166,8 +166,12 @@ class MemoryOutbox:
         self._db.execute("update outbox set state = 'delivered', arguments = '{}' where id = ?", (entry_id,))
         self._db.execute("delete from outbox where id = ? and task_id is null", (entry_id,))
 
-    def failed(self, entry_id: int, error: str) -> None:
-        self._db.execute("update outbox set tries = tries + 1, last_error = ? where id = ?", (error[:500], entry_id))
+    def failed(self, entry_id: int, error: str, max_tries: int) -> bool:
+        """One more failed try; True when that was the last (the entry is set aside, state 'failed', kept with its
+        error for the operator, so that one entry the server always refuses does not hold up the ones after)."""
+        self._db.execute("update outbox set tries = tries + 1, last_error = ?, state = case when tries + 1 >= ? "
+                         "then 'failed' else state end where id = ?", (error[:500], max_tries, entry_id))
+        return self._db.execute("select state = 'failed' from outbox where id = ?", (entry_id,)).fetchone()[0] == 1
 
     def drop_adds(self, sender: str) -> int:
         """A sender's adds still waiting, dropped (their /forget): the number dropped."""

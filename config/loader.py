@@ -353,7 +353,8 @@ def _memory(node: _Node) -> MemoryConfig:
     node.require_mapping()
     node.reject_unknown({"transport", "command", "args", "cwd", "env", "url", "headers", "connect_timeout_s",
                          "respawn_initial_s", "respawn_max_s", *MEMORY_TOOLS, "recall_chars", "recall_items",
-                         "result_keys", "search_timeout_s", "add_timeout_s", "retry_s"})
+                         "result_keys", "search_timeout_s", "add_timeout_s", "retry_s",
+                         "max_tries"})
     defaults = MemoryConfig(server=ExecutorConfig(name="", transport="stdio", tool="", arguments={}),
                             search=MemoryToolConfig("", {}), add=MemoryToolConfig("", {}))
     transport = node.choice("transport", ("stdio", "http"), "stdio")
@@ -383,6 +384,7 @@ def _memory(node: _Node) -> MemoryConfig:
         search_timeout_s=node.seconds("search_timeout_s", defaults.search_timeout_s),
         add_timeout_s=node.seconds("add_timeout_s", defaults.add_timeout_s),
         retry_s=node.seconds("retry_s", defaults.retry_s),
+        max_tries=node.int("max_tries", defaults.max_tries, minimum=1),
     )
 
 

@@ -250,6 +250,7 @@ class MemoryConfig:
     search_timeout_s: float = 3.0       # a task waits at most this for its memories, then runs without
     add_timeout_s: float = 30.0
     retry_s: float = 5.0                # an add that failed (server up, tool erring) is tried again after this
+    max_tries: int = 10                 # … this many times, then set aside (kept, journaled) so later ones go on
 
 
 @dataclass(frozen=True, slots=True)

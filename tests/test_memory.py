@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from clients.gateway_client import GatewaySession
-from clients.memory import user_id
+from clients.memory import MemoryOutbox, user_id
 from config import ConfigError, load_config
 from messages import CrashNow, GetTask, Introspect
 from texts import say
@@ -169,6 +169,33 @@ def test_exchanges_of_tasks_completed_while_memory_was_away_are_added_when_it_is
     memories = wait_until(lambda: len(stored(omni_home, ALICE)) == 2 and stored(omni_home, ALICE), 10,
                           "the missed exchange added")
     assert memories[1] == f"user: Feed the cat at six\nassistant: {missed.result}"
+
+
+def test_an_add_the_server_always_refuses_is_set_aside_after_max_tries_and_the_next_goes_on(tmp_path):
+    outbox = MemoryOutbox(tmp_path / "outbox.db")
+    try:
+        refused = outbox.queue("add", ALICE, {"doc_path": "x"}, task_id=1)
+        later = outbox.queue("add", BOB, {"memory_content": "y"}, task_id=2)
+        assert [outbox.failed(refused, "Error adding memory", max_tries=3) for _ in range(3)] == [False, False, True]
+        assert outbox.next().entry_id == later and outbox.waiting() == 1
+        assert outbox.queue("add", ALICE, {"doc_path": "x"}, task_id=1) is None      # kept: never queued twice
+    finally:
+        outbox.close()
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        assert db.execute("select state, tries, last_error from outbox where id = ?", (refused,)).fetchone() == (
+            "failed", 3, "Error adding memory")
+
+
+def test_adds_the_server_refuses_do_not_hold_up_the_outbox(write_config, start_tree, omni_home):
+    tree = start_tree(memory_config(write_config, memory={
+        "max_tries": 2, "add": {"tool": "add_memory", "arguments": {"doc_path": "{request}", "user_id": "{user_id}"}}}))
+    chat = GatewayChat(tree.url)
+    memory_up(tree)
+    run_task(tree, chat, "Water the ferns on Sunday", ALICE)
+    run_task(tree, chat, "Feed the cat at six", BOB)
+    wait_until(lambda: tree.ask("memory", Introspect())["outbox_waiting"] == 0, 20, "both refused adds set aside")
+    with sqlite3.connect(omni_home / "memory-outbox.db") as db:
+        assert db.execute("select state, tries from outbox order by id").fetchall() == [("failed", 2), ("failed", 2)]
 
 
 def test_a_search_slower_than_the_timeout_leaves_the_task_to_run_without_memory(write_config, start_tree, omni_home):
