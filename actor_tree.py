@@ -25,6 +25,10 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
     models = cfg.litellm is not None
     specs = [ChildSpec(A.STATE_STORE, lambda ctx: StateStore.start(ctx, cfg.database_path, cfg.tasks.max_attempts,
                                                                    journal, TASK_SUBSCRIBERS))]
+    if cfg.workspaces is not None:   # before the executors, which claim their tasks' worktrees of it
+        from actors.workspace_keeper import WorkspaceKeeper
+        specs.append(ChildSpec(A.WORKSPACE_KEEPER, lambda ctx: WorkspaceKeeper.start(ctx, cfg.workspaces, cfg.home,
+                                                                                     journal)))
     if cfg.providers is not None:
         from sandbox.world import SandboxProviders
         specs.append(ChildSpec(A.SANDBOX_PROVIDERS, lambda ctx: SandboxProviders.start(ctx, cfg.providers, cfg.home,
@@ -51,8 +55,10 @@ def build_tree(cfg: Config, journal: Journal, console: Console, token: str) -> l
         from actors.memory import Memory
         specs.append(ChildSpec(A.MEMORY, lambda ctx: Memory.start(ctx, cfg.memory, cfg.home, journal)))
     tier_models = {name: tier.proxy_model for name, tier in cfg.litellm.tiers.items()} if models else {}
+    coding = cfg.workspaces.executors if cfg.workspaces is not None else ()
     specs += [ChildSpec(name, lambda ctx, spec=spec: Executor.start(ctx, spec, cfg.tasks.max_attempts, journal,
-                                                                     cfg.home, tier_models, cfg.memory))
+                                                                     cfg.home, tier_models, cfg.memory,
+                                                                     spec.name in coding))
               for name, spec in cfg.executors.items()]
     specs += [
         ChildSpec(A.ROUTER, lambda ctx: Router.start(ctx, cfg.routing, cfg.tasks.reconcile_interval_s, models)),

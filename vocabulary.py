@@ -17,6 +17,7 @@ class ActorName(StrEnum):
 
     SUPERVISOR = "supervisor"                # the root (runtime.supervisor), registered by whoever starts it
     STATE_STORE = "state_store"
+    WORKSPACE_KEEPER = "workspace_keeper"    # coding tasks' git worktrees (config `workspaces:`)
     SANDBOX_PROVIDERS = "sandbox_providers"  # sandbox.world.SandboxProviders
     SANDBOX_OPENCLAW = "sandbox_openclaw"    # sandbox.world.SandboxOpenClaw
     PROXY_KEEPER = "proxy_keeper"
@@ -67,7 +68,8 @@ TIERS = (Tier.P1, Tier.P2)
 # Who hears what, besides whom a message names: every task change (TaskChanged, from the StateStore), every
 # mode change (ModeChanged, from SystemMode), every notice for the user (Notice, from SystemMode).
 TASK_SUBSCRIBERS = (ActorName.ROUTER, ActorName.GATEWAY, ActorName.TRANSITION_FEED, ActorName.SYSTEM_MODE,
-                    ActorName.OPENCLAW_BRIDGE, ActorName.MEMORY)
+                    ActorName.OPENCLAW_BRIDGE, ActorName.MEMORY,
+                    ActorName.WORKSPACE_KEEPER)
 MODE_LISTENERS = (ActorName.ROUTER, ActorName.BRAINSTEM, ActorName.HEALTH_MONITOR, ActorName.GATEWAY,
                   ActorName.TRANSITION_FEED)
 NOTICE_LISTENERS = (ActorName.TRANSITION_FEED, ActorName.OPENCLAW_BRIDGE)

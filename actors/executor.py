@@ -25,7 +25,9 @@ from typing import Any, Mapping
 from clients import LinkLost, McpLink
 from config import ExecutorConfig
 from config.schema import MemoryConfig
-from messages import (CallEnded, CurrentRoute, Execute, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
+from actors.workspace_keeper import workspace_arguments
+from messages.workspaces import ClaimWorkspace, RecordSession, WorkspacesReady
+from messages import (CallEnded, CurrentRoute, Execute, GetTask, ExecutorHealth, LinkDown, LinkOpened, ListTasks,
                       RecallEnded, RecallMemories, RecordDecision, RecordProgress, Respawn, RouteChanged, TaskChanged,
                       TaskView, Transition)
 from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
@@ -68,7 +70,8 @@ def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
 
 class Executor(SupervisedActor):
     def __init__(self, context: ChildContext, spec: ExecutorConfig, max_attempts: int, journal: Journal,
-                 home: Path, tier_models: Mapping[str, str] | None = None, memory: MemoryConfig | None = None):
+                 home: Path, tier_models: Mapping[str, str] | None = None, memory: MemoryConfig | None = None,
+                 workspaces: bool = False):
         super().__init__(context)
         self.spec = spec
         self._memory = memory
@@ -85,6 +88,8 @@ class Executor(SupervisedActor):
         self._running: dict[int, tuple[TaskView, concurrent.futures.Future[None]]] = {}
         self._queue: deque[TaskView] = deque()
         self._completed = self._failed = 0
+        self._workspaces = workspaces      # its tasks run in worktrees of the WorkspaceKeeper's
+        self._claims: dict[int, Any] = {}  # started tasks' worktrees (WorkspaceClaimed), until their call
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     def started(self) -> None:
@@ -113,6 +118,7 @@ class Executor(SupervisedActor):
             case RecallEnded() as recalled:                 self._recalled(recalled)
             case TaskChanged(task=task):                    self._withdraw_if_moved(task)
             case RouteChanged(env=env):                     self._route_changed(env)
+            case WorkspacesReady():                         self._drain()
             case LinkOpened() | LinkDown() | Respawn():     self._links.handle(message)
             case _:                                         return self.unhandled(message)
 
@@ -132,9 +138,14 @@ class Executor(SupervisedActor):
     def _drain(self) -> None:
         while (self._queue and self._links.up and not self._respawn_for_route
                and len(self._running) + len(self._recalling) < self.spec.slots):
-            self._start(self._queue.popleft())
+            task = self._queue.popleft()
+            claim = self.directory.ask(ActorName.WORKSPACE_KEEPER, ClaimWorkspace(task)) if self._workspaces else None
+            if self._workspaces and claim is None:
+                self._queue.appendleft(task)   # no worktree ready yet: WorkspacesReady drains again
+                return
+            self._start(task, claim)
 
-    def _start(self, task: TaskView) -> None:
+    def _start(self, task: TaskView, claim: Any = None) -> None:
         try:
             task = self.directory.ask(STORE, Transition(
                 task.task_id, TaskState.EXECUTING, f"calling {self.spec.tool} on {self.name} "
@@ -142,6 +153,8 @@ class Executor(SupervisedActor):
                 expect=frozenset({TaskState.DISPATCHING}), executor=self.name, count_attempt=True))
         except IllegalTransition:
             return   # cancelled, or already taken by another incarnation
+        if claim is not None:
+            self._claims[task.task_id] = claim
         if self._memory is None or not task.sender:
             self._call_tool(task, "")
             return
@@ -163,6 +176,12 @@ class Executor(SupervisedActor):
 
     def _call_tool(self, task: TaskView, memory: str) -> None:
         arguments = render_arguments(self.spec.arguments, task, self._home, self._tier_models, memory)
+        if (claim := self._claims.pop(task.task_id, None)) is not None:
+            link = self._links.link
+            earlier = self.directory.ask(STORE, GetTask(task.continues)) if task.continues else None
+            arguments = workspace_arguments(arguments, self.spec.arguments, lambda name: link.takes(self.spec.tool,
+                                                                                                     name),
+                                            claim, task, earlier)
         future = self.loop.submit(self._call(task.task_id, arguments, self._links.link,
                                                  self._links.generation))
         self._running[task.task_id] = (task, future)
@@ -176,7 +195,8 @@ class Executor(SupervisedActor):
         try:
             outcome = await link.call(self.spec.tool, arguments, self.spec.call_timeout_s, progress)
             verdict = "completed" if outcome.ok else "timed_out" if outcome.timed_out else "failed"
-            ended = CallEnded(task_id, verdict, outcome.text, time.monotonic() - started, generation)
+            ended = CallEnded(task_id, verdict, outcome.text, time.monotonic() - started, generation,
+                              outcome.structured)
         except LinkLost as lost:
             ended = CallEnded(task_id, "link_lost", str(lost), time.monotonic() - started, generation)
         except asyncio.CancelledError:
@@ -201,6 +221,8 @@ class Executor(SupervisedActor):
         match ended.outcome:
             case "completed":
                 self._completed += 1
+                if ended.structured and isinstance(ended.structured.get("session_id"), str):   # for /continue
+                    self.directory.tell(STORE, RecordSession(task.task_id, ended.structured["session_id"]))
                 self._move(task, TaskState.COMPLETED, f"{self.spec.tool} returned after {ended.duration_s:.2f}s",
                            result=ended.detail)
             case "timed_out":

@@ -55,6 +55,7 @@ from messages.im import (
     SeenInbound,
 )
 from messages.routing import RecordEvidence
+from messages.workspaces import ListWorkspaceClaims, RecordSession, RecordWorkspace
 from runtime import ChildContext, Journal, SupervisedActor
 from store import (ActorState, CostEntry, INSERT_EVENT, INSERT_TASK, INTERRUPTED_BY_RESTART,
                    IllegalTransition, ImInbound, ImOutbound, KeyReused, SELECT_TASK, SELECT_TASK_BY_KEY,
@@ -62,7 +63,7 @@ from store import (ActorState, CostEntry, INSERT_EVENT, INSERT_TASK, INTERRUPTED
 from vocabulary import TaskState
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
-          RecordInbound, QueueOutbound, MarkSent)
+          RecordInbound, QueueOutbound, MarkSent, RecordWorkspace, RecordSession)
 GROUP_MAX = 64
 # What a write refuses before it has written anything: the rest of its group commits regardless.
 REFUSALS = (IllegalTransition, UnknownTask, KeyReused, KeyError, ValueError)
@@ -119,6 +120,8 @@ class StateStore(SupervisedActor):
                                                                               queued.what)
             case MarkSent(outbound_id=sent):      self._mark_sent(sent)
             case PendingOutbound():               return self._pending_outbound()
+            case RecordWorkspace() | RecordSession() | ListWorkspaceClaims():
+                return self._workspaces(message)
             case _:                               return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -193,7 +196,7 @@ class StateStore(SupervisedActor):
             return earlier
         now = time.time()
         view = TaskView(0, new.description, str(TaskState.IDLE), new.kind, None, new.tier, 0, new.sender, new.source,
-                        None, None, now, now, new.idempotency_key)
+                        None, None, now, now, new.idempotency_key, continues=new.continues)
         cursor = self._sql(INSERT_TASK, _values(view)[1:])
         view = dataclasses.replace(view, task_id=cursor.lastrowid)
         self._sql(INSERT_EVENT, (view.task_id, now, "transition", None, view.state,
@@ -249,6 +252,18 @@ class StateStore(SupervisedActor):
         else:
             self._transition(Transition(row.id, TaskState.IDLE, reason=f"recovered after a restart while "
                                         f"{row.state} (attempt {row.attempts} of {self._max_attempts})"))
+
+    def _workspaces(self, message: Any) -> Any:
+        """A coding task's worktree claim and session, on its row: what the WorkspaceKeeper rebuilds from."""
+        match message:
+            case RecordWorkspace(task_id=task_id, workspace=path, branch=branch):
+                self._sql('UPDATE "task" SET "workspace" = ?, "branch" = ? WHERE "id" = ?', (path, branch, task_id))
+            case RecordSession(task_id=task_id, session_id=session_id):
+                self._sql('UPDATE "task" SET "session_id" = ? WHERE "id" = ?', (session_id, task_id))
+            case ListWorkspaceClaims():
+                return [tuple(row) for row in self._sql('SELECT "id", "workspace", "branch", "state", "updated_at" '
+                                                        'FROM "task" WHERE "workspace" IS NOT NULL', ())]
+        return None
 
     # --- queries -------------------------------------------------------------------------------------------
     def _view(self, task_id: int) -> TaskView | None:
@@ -377,4 +392,5 @@ def _view_of(row: Task) -> TaskView:
     return TaskView(task_id=row.id, description=row.description, state=row.state, kind=row.kind,
                     executor=row.executor, tier=row.tier, attempts=row.attempts, sender=row.sender,
                     source=row.source, result=row.result, error=row.error, created_at=row.created_at,
-                    updated_at=row.updated_at, idempotency_key=row.idempotency_key)
+                    updated_at=row.updated_at, idempotency_key=row.idempotency_key, workspace=row.workspace,
+                    branch=row.branch, session_id=row.session_id, continues=row.continues)

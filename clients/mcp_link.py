@@ -44,6 +44,7 @@ class CallOutcome:
     ok: bool            # False when the tool returned is_error (or the call failed short of transport death)
     text: str           # concatenated text content (or JSON of structured_content when there is no text)
     timed_out: bool = False
+    structured: dict[str, Any] | None = None   # the tool's structured content (e.g. claude_code's session_id)
 
 
 class McpLink:
@@ -63,6 +64,11 @@ class McpLink:
         self._wake_owner: anyio.Event | None = None   # set by close() and by transport death: the owner tears down
         self._lost_reason: str | None = None
         self._closing = False
+        self.tool_schemas: dict[str, dict[str, Any]] = {}   # tool name → input schema: which arguments it takes
+
+    def takes(self, tool: str, argument: str) -> bool:
+        """Whether the server's `tool` has the input property `argument` (e.g. workFolder, session_id)."""
+        return argument in self.tool_schemas.get(tool, {}).get("properties", {})
 
     @property
     def is_open(self) -> bool:
@@ -109,7 +115,9 @@ class McpLink:
                 reason = "link closed" if self._closing else exc.error.message
                 raise LinkLost(f"{self._where()}: {reason}") from exc
             return CallOutcome(ok=False, text=exc.error.message)
-        return CallOutcome(ok=not result.is_error, text=_text_of(result))
+        return CallOutcome(ok=not result.is_error, text=_text_of(result),
+                           structured=result.structured_content if isinstance(result.structured_content, dict)
+                           else None)
 
     async def close(self) -> None:
         """Terminate the child process / HTTP session. Idempotent; never raises."""
@@ -147,7 +155,8 @@ class McpLink:
                     stack.callback(relays.cancel_scope.cancel)
                     session = await stack.enter_async_context(ClientSession(relay_receive, write))
                     await session.initialize()
-                    tools = await _list_tool_names(session)
+                    self.tool_schemas = await _list_tools(session)
+                    tools = list(self.tool_schemas)
                     self._session = session
                     if not ready.done():  # open() may have given up already
                         ready.set_result(tools)
@@ -216,16 +225,17 @@ class McpLink:
         return f"executor {spec.name!r} ({target})"
 
 
-async def _list_tool_names(session: ClientSession) -> list[str]:
-    names: list[str] = []
+async def _list_tools(session: ClientSession) -> dict[str, dict[str, Any]]:
+    """Every tool's input schema, by name (in the server's order)."""
+    schemas: dict[str, dict[str, Any]] = {}
     cursor = None
     while True:
         page = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
         listing = await session.list_tools(params=page)
-        names += [tool.name for tool in listing.tools]
+        schemas |= {tool.name: dict(tool.input_schema or {}) for tool in listing.tools}
         cursor = listing.next_cursor
         if not cursor:
-            return names
+            return schemas
 
 
 def _awaitable(on_progress: ProgressCallback) -> Any:

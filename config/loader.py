@@ -26,6 +26,7 @@ from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoCo
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 from .schema import ImConfig, SandboxOpenClawConfig
 from .schema import MemoryConfig, MemoryToolConfig
+from .schema import RepoConfig, WorkspacesConfig
 from redaction import hide_keys, is_secret_name, looks_like_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +148,8 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 
 
 TOP_LEVEL = {"tasks", "supervision", "routing", "executors", "gateway", "demo", "litellm", "api_keys", "budget",
-             "repair", "locale", "providers", "health", "brainstem", "im", "sandbox_openclaw", "memory"}
+             "repair", "locale", "providers", "health", "brainstem", "im", "sandbox_openclaw", "memory",
+             "workspaces"}
 SECTION_KEYS = {
     "tasks": {"max_attempts", "reconcile_interval_s"},
     "supervision": {"strategy", "max_restarts", "within_s", "backoff_initial_s", "backoff_max_s", "sweep_interval_s",
@@ -200,6 +202,7 @@ def _build(root: _Node) -> Config:
             name: node.value for name, node in root.child("providers").items() if _port(node)},
         sandbox_openclaw=sandbox_openclaw,
         memory=None if root.raw("memory") is None else _memory(root.child("memory")),
+        workspaces=None if root.raw("workspaces") is None else _workspaces(root.child("workspaces"), executors),
     )
 
 
@@ -654,6 +657,50 @@ def _needs(node: _Node) -> tuple[str, ...]:
             raise ConfigError(node.file, f"{node.key('provides')}[{position}]", "one of the needs "
                               + ", ".join(NEEDS), node.shown("provides", position))
     return tuple(names)
+
+
+# --- workspaces: the repositories coding tasks run in (actors/workspace_keeper.py) ------------------------------
+def _workspaces(node: _Node, executors: Mapping[str, ExecutorConfig]) -> WorkspacesConfig:
+    """Names only here; whether each path is a git repository with its base is for `validate` (cli/validate.py)."""
+    node.require_mapping()
+    node.reject_unknown({"repos", "executors", "senders", "default", "root", "sweep_interval_s"})
+    repos = {name: _repo(name, repo) for name, repo in node.child("repos").items()}
+    if not repos:
+        raise ConfigError(node.file, node.key("repos"), "at least one repository (name: {path: /abs/path})")
+    names = node.str_list("executors")
+    for position, name in enumerate(names):
+        if name not in executors:
+            raise ConfigError(node.file, f"{node.key('executors')}[{position}]",
+                              f"one of the configured executors ({', '.join(executors)})", node.shown("executors",
+                                                                                                     position))
+    if not names:
+        raise ConfigError(node.file, node.key("executors"), "the executors whose tasks get a worktree (e.g. [coder])")
+    senders = node.str_map("senders", secret=False)
+    for pattern, repo in senders.items():
+        if repo not in repos:
+            raise ConfigError(node.file, f"{node.key('senders')}.{pattern}", f"one of the repos ({', '.join(repos)})",
+                              repr(repo))
+    default = node.str("default") if node.given("default") else None
+    if default is not None and default not in repos:
+        raise ConfigError(node.file, node.key("default"), f"one of the repos ({', '.join(repos)})", repr(default))
+    root = node.str("root") if node.given("root") else None
+    if root is not None and not Path(root).expanduser().is_absolute():
+        raise ConfigError(node.file, node.key("root"), "an absolute path", repr(root))
+    return WorkspacesConfig(repos=repos, executors=tuple(names), senders=senders, default=default,
+                            root=str(Path(root).expanduser()) if root else None,
+                            sweep_interval_s=node.seconds("sweep_interval_s", 60.0))
+
+
+def _repo(name: str, node: _Node) -> RepoConfig:
+    node.require_mapping()
+    node.reject_unknown({"path", "base", "keep_s"})
+    path = node.str("path")
+    if not Path(path).expanduser().is_absolute():
+        raise ConfigError(node.file, node.key("path"), "the repository's absolute path", repr(path))
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise ConfigError(node.file, node.path, "a repository name of letters, digits, _ . -", repr(name))
+    return RepoConfig(name=name, path=str(Path(path).expanduser()), base=node.str("base", "main"),
+                      keep_s=node.seconds("keep_s", 7 * 86400.0))
 
 
 class _Node:

@@ -254,6 +254,32 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RepoConfig:
+    """One repository a coding executor may work in: tasks get fresh worktrees of it, on branches from `base`."""
+
+    name: str
+    path: str                           # absolute, the repository's own checkout
+    base: str = "main"                  # the branch (or commit) each new worktree starts from
+    keep_s: float = 7 * 86400.0         # a finished task's worktree is kept this long for review, then removed
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspacesConfig:
+    """`workspaces:` — the repositories coding tasks run in, and who means which by default.
+
+    >>> WorkspacesConfig(repos={"app": RepoConfig("app", "/src/app")}, executors=("coder",)).sweep_interval_s
+    60.0
+    """
+
+    repos: Mapping[str, RepoConfig]
+    executors: tuple[str, ...]          # the executors whose tasks get a worktree as their workFolder
+    senders: Mapping[str, str] = field(default_factory=dict)   # sender pattern (fnmatch) → repo name
+    default: str | None = None          # the repo when neither the text nor the sender names one
+    root: str | None = None             # where worktrees live (default: $OMNI_HOME/workspaces)
+    sweep_interval_s: float = 60.0      # how often the keeper looks for moved bases and stale worktrees
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     home: Path
@@ -273,6 +299,7 @@ class Config:
     im: ImConfig = ImConfig()
     sandbox_openclaw: SandboxOpenClawConfig | None = None
     memory: MemoryConfig | None = None
+    workspaces: WorkspacesConfig | None = None
 
     @property
     def database_path(self) -> Path:

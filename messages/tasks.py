@@ -29,6 +29,10 @@ class TaskView:
     created_at: float = 0.0
     updated_at: float = 0.0
     idempotency_key: str | None = None
+    workspace: str | None = None         # the git worktree a coding task ran in (kept for review)
+    branch: str | None = None
+    session_id: str | None = None        # its executor's session (Claude Code), which `/continue` resumes
+    continues: int | None = None         # the earlier task this one continues (`/continue ID TEXT`)
 
     @property
     def is_terminal(self) -> bool:
@@ -48,6 +52,7 @@ class CreateTask:
     source: str = "mcp"
     tier: str | None = None              # asked for by the submitter; the Router decides
     idempotency_key: str | None = None   # the same key answers the task already created, across restarts
+    continues: int | None = None         # the finished task this one continues (its worktree and session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +161,4 @@ class CallEnded:
     detail: str
     duration_s: float
     link_generation: int
+    structured: Mapping[str, Any] | None = None   # the tool's structured content (a session_id to continue)

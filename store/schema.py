@@ -25,6 +25,10 @@ class Task(_Row):
     created_at = peewee.DoubleField()
     updated_at = peewee.DoubleField()
     idempotency_key = peewee.CharField(null=True, unique=True)   # "mcp:<client's key>", "im:<message id>"
+    workspace = peewee.TextField(null=True)                      # the task's git worktree (its claim, durable)
+    branch = peewee.CharField(null=True)
+    session_id = peewee.CharField(null=True)
+    continues = peewee.IntegerField(null=True)
 
 
 class TaskEvent(_Row):
@@ -90,7 +94,8 @@ MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState, ImInbound, ImOutb
 # statements prepared, where peewee would build each query anew (most of a move's cost). TASK_COLUMNS are
 # TaskView's fields in order (`id` is its `task_id`).
 TASK_COLUMNS = ("id", "description", "state", "kind", "executor", "tier", "attempts", "sender", "source", "result",
-                "error", "created_at", "updated_at", "idempotency_key")
+                "error", "created_at", "updated_at", "idempotency_key", "workspace", "branch", "session_id",
+                "continues")
 SELECT_TASK = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "id" = ?'
 SELECT_TASK_BY_KEY = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "idempotency_key" = ?'
 INSERT_TASK = (f'INSERT INTO "task" ({", ".join(TASK_COLUMNS[1:])}) '
@@ -118,3 +123,10 @@ def _add_missing_columns(database: peewee.SqliteDatabase) -> None:
             database.execute_sql('ALTER TABLE "task" ADD COLUMN "idempotency_key" VARCHAR(255)')
             database.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "task_idempotency_key" ON "task" '
                                  '("idempotency_key")')
+    for name, kind in WORKSPACE_COLUMNS:   # the coding tasks' worktree, branch, session and what they continue
+        if name not in columns:
+            database.execute_sql(f'ALTER TABLE "task" ADD COLUMN "{name}" {kind}')
+
+
+WORKSPACE_COLUMNS = (("workspace", "TEXT"), ("branch", "VARCHAR(255)"), ("session_id", "VARCHAR(255)"),
+                     ("continues", "INTEGER"))
