@@ -40,6 +40,7 @@ from routing.explain import latest_evidence, why_lines
 from texts import say
 
 from .forget import forget
+from .continue_task import continue_task
 from .status import system_status
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ class CommandInterpreter:
             lines.append(self._say("im_task_result", result=_short(task.result, LONG)))
         if task.error:
             lines.append(self._say("im_task_error", error=_short(task.error, LONG)))
+        if task.workspace:
+            lines.append(self._say("im_task_workspace", path=task.workspace, branch=task.branch or "-"))
         return "\n".join(lines)
 
     async def _why(self, argument: str, sender: str) -> str:
@@ -306,13 +309,16 @@ COMMANDS: dict[str, Command] = {
     "cost": Command("/cost [today|week|month]", "im_help_cost", CommandInterpreter._cost),
     "mode": Command("/mode", "im_help_mode", CommandInterpreter._mode),
     "forget": Command("/forget", "im_help_forget", forget),
+    "continue": Command("/continue ID TEXT", "im_help_continue", continue_task),
 }
 
 
 def task_news(task: TaskView, locale: str) -> str | None:
     """What the sender of an IM task hears when it ends (completed or failed; a cancel was answered already)."""
+    where = "\n" + say(locale, "im_task_workspace", path=task.workspace, branch=task.branch or "-") \
+        if task.workspace else ""
     if task.state == TaskState.COMPLETED:
-        return say(locale, "im_task_completed", task_id=task.task_id, result=_short(task.result or "", LONG))
+        return say(locale, "im_task_completed", task_id=task.task_id, result=_short(task.result or "", LONG)) + where
     if task.state == TaskState.FAILED:
         return say(locale, "im_task_failed", task_id=task.task_id, error=_short(task.error or "", LONG))
     return None

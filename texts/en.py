@@ -117,4 +117,11 @@ TEXTS = {
                         "back.",
     "im_forget_unsupported": "The memory server has no tool to delete your memories (memory.forget is not "
                              "configured); your exchanges not yet stored were dropped. Please ask the operator.",
+    # --- workspaces and /continue (issue 11) ---
+    "im_help_continue": "continue a finished task of yours (its Claude Code session, in its worktree)",
+    "im_continue_created": "Task #{task_id} continues task #{earlier}: it runs in the same worktree.",
+    "im_continue_not_yours": "Task #{task_id} is not yours: only the one who asked for it may continue it.",
+    "im_continue_not_finished": "Task #{task_id} is {state}: a task can be continued once it has finished.",
+    "im_expect_continue_text": "what the task should do next, after its number (/continue 12 now add tests)",
+    "im_task_workspace": "Worktree: {path} (branch {branch})",
 }

@@ -106,4 +106,11 @@ TEXTS = {
     "im_forget_queued": "记忆服务暂时不可用：恢复后会立即删除关于你的记忆。",
     "im_forget_unsupported": "记忆服务器没有删除记忆的工具（未配置 memory.forget）；"
                              "尚未存入的对话已丢弃。请联系管理员。",
+    # --- workspaces and /continue (issue 11) ---
+    "im_help_continue": "接续你一项已结束的任务（同一个 Claude Code 会话，在它的工作树中）",
+    "im_continue_created": "任务 #{task_id} 接续任务 #{earlier}：在同一个工作树中执行。",
+    "im_continue_not_yours": "任务 #{task_id} 不是你的：只有提出它的人可以接续它。",
+    "im_continue_not_finished": "任务 #{task_id} 目前{state}：任务结束后才能接续。",
+    "im_expect_continue_text": "任务编号后接着要做的事（/continue 12 接着加上测试）",
+    "im_task_workspace": "工作树：{path}（分支 {branch}）",
 }

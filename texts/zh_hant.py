@@ -106,4 +106,11 @@ TEXTS = {
     "im_forget_queued": "記憶服務暫時無法使用：恢復後會立即刪除關於你的記憶。",
     "im_forget_unsupported": "記憶伺服器沒有刪除記憶的工具（未設定 memory.forget）；"
                              "尚未存入的對話已丟棄。請聯絡管理者。",
+    # --- workspaces and /continue (issue 11) ---
+    "im_help_continue": "接續你一項已結束的任務（同一個 Claude Code 工作階段，在它的工作樹中）",
+    "im_continue_created": "任務 #{task_id} 接續任務 #{earlier}：在同一個工作樹中執行。",
+    "im_continue_not_yours": "任務 #{task_id} 不是你的：只有提出它的人可以接續它。",
+    "im_continue_not_finished": "任務 #{task_id} 目前{state}：任務結束後才能接續。",
+    "im_expect_continue_text": "任務編號後接著要做的事（/continue 12 接著加上測試）",
+    "im_task_workspace": "工作樹：{path}（分支 {branch}）",
 }
