@@ -5,8 +5,9 @@ that a coding task starts at once in a clean tree. An executor claims it for a t
 the keeper is started before the executors); the claim is written on the task's row before it is answered,
 so a keeper that restarts mid-claim rebuilds who holds which worktree from SQLite and never hands one out
 twice. When the task ends its worktree stays, with its branch, for review (`/task ID` says where) and a new
-one is prepared; after the repo's `keep_s` it is removed (git refuses to remove one with uncommitted changes:
-such a worktree stays, and the refusal is journalled). A ready worktree whose base branch has moved is replaced.
+one is prepared; after the repo's `keep_s` the folder is removed and the branch stays (what a task left
+uncommitted is first committed onto its branch, so removing loses nothing). A ready worktree whose base branch
+has moved is replaced.
 
 Which repository a task means: a repo named in its text (a whole word), else the sender's default
 (`workspaces.senders`, fnmatch patterns), else `workspaces.default`, else the first repo. A task that
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.git_worktrees import GitFailed, add_worktree, base_head, git, prune, remove_worktree
+from clients.git_worktrees import GitFailed, add_worktree, base_head, git, prune, remove_worktree, save_changes
 from config.schema import RepoConfig, WorkspacesConfig
 from messages import GetTask, TaskChanged, TaskView
 from messages.workspaces import (BaseHeads, ClaimWorkspace, ListWorkspaceClaims, RecordWorkspace, SweepWorkspaces,
@@ -233,8 +234,11 @@ async def _prepare(repo: RepoConfig, path: str, branch: str) -> WorkspacePrepare
 
 
 async def _remove(repo: RepoConfig, path: str, unused_branch: str | None) -> WorkspaceRemoved:
-    """A kept worktree keeps its branch (the task's work); a ready one never used loses its branch too."""
+    """A kept worktree keeps its branch (the task's work; what it left uncommitted is committed onto it first);
+    a ready one never used loses its branch too."""
     try:
+        if unused_branch is None:
+            await save_changes(path, f"omni: what the task left uncommitted in {Path(path).name}, kept on removal")
         await remove_worktree(repo.path, path, delete_branch=unused_branch, force=unused_branch is not None)
         return WorkspaceRemoved(repo.name, path)
     except GitFailed as failure:

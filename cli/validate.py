@@ -140,6 +140,18 @@ async def check_claude_cli(spec: ExecutorConfig) -> list[Check]:
     return [Check(f"executor {spec.name}: {subject}", ok, detail) for subject, ok, detail in found]
 
 
+async def check_workspaces(cfg: Config) -> list[Check]:
+    """Each `workspaces.repos` entry: its path a git repository with its base branch (config key named)."""
+    from clients.git_worktrees import check_repository
+    checks = []
+    for name, repo in (cfg.workspaces.repos.items() if cfg.workspaces is not None else ()):
+        problem = await check_repository(repo.path, repo.base)
+        detail = f"a git repository with {repo.base!r}" if problem is None else (
+            f"{problem} (workspaces.repos.{name}.path / .base)")
+        checks.append(Check(f"workspaces.repos.{name}", problem is None, detail))
+    return checks
+
+
 async def check_all(cfg: Config) -> list[Check]:
     checks = [check_server(f"executor {spec.name}", spec, (spec.tool,)) for spec in cfg.executors.values()]
     claude = [check_claude_cli(spec) for spec in cfg.executors.values() if "mcp_servers.claude_code" in spec.args]
@@ -155,6 +167,7 @@ async def check_all(cfg: Config) -> list[Check]:
             tool.tool for tool in (memory.search, memory.add, memory.forget) if tool is not None)))
     done = list(await asyncio.gather(*checks))
     done += [check for found in await asyncio.gather(*claude) for check in found]
+    done += await check_workspaces(cfg)
     return done + (await settings if settings else [])
 
 

@@ -73,6 +73,17 @@ async def remove_worktree(repo: str, folder: str, *, delete_branch: str | None =
         await git(repo, "branch", "-D", delete_branch)
 
 
+async def save_changes(folder: str, message: str) -> bool:
+    """Commit whatever a worktree holds uncommitted onto its branch (before it is removed: nothing is lost);
+    True when there was something to commit."""
+    if not await git(folder, "status", "--porcelain"):
+        return False
+    await git(folder, "add", "-A")
+    await git(folder, "-c", "user.name=Omni-Orchestrator", "-c", "user.email=omni@localhost", "commit", "-q",
+              "--no-verify", "-m", message)
+    return True
+
+
 async def prune(repo: str) -> None:
     """Forget worktrees whose folders are gone (removed by hand)."""
     await git(repo, "worktree", "prune")

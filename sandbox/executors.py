@@ -9,7 +9,8 @@
 (`mcp_servers.openclaw_agent`) pointed at Moltworker, without its remote gateway, cold start or pairing. Markers in
 the prompt choose the behaviour:
 `[sleep=SECONDS]` works that long and reports progress (about ten times, at least once a second),
-`[fail]` returns a tool error, `[crash]` kills the server process mid-call, `[route]` answers with the
+`[fail]` returns a tool error, `[touch NAME]` (coder) writes the file NAME in workFolder,
+`[crash]` kills the server process mid-call, `[route]` answers with the
 model route this server was given (OPENAI_BASE_URL). Without markers it answers at once. Given a LiteLLM repair
 prompt (`[repair]` with a line `Restart command: …`), the coder
 runs that command, as Claude Code would after reading the log, so the repair flow closes for real.
@@ -100,6 +101,9 @@ def build_server(role: str) -> MCPServer:
             if prompt.startswith("[repair]"):
                 return await repair(prompt)
             await work(prompt, ctx)
+            for name in re.findall(r"\[touch ([\w.-]+)\]", prompt):   # a file written in workFolder, as a coder would
+                with open(os.path.join(workFolder, name), "a", encoding="utf-8") as file:
+                    file.write(prompt)
             return f"coder done: {prompt[:80]}"
     elif role == "moltworker":
         @server.tool(description="Run one agent turn on the remote OpenClaw (stub of Moltworker, 24/7 and GPU).")
