@@ -255,7 +255,8 @@ def test_an_existing_database_gains_the_workspace_columns_and_keeps_its_tasks(tm
 # --- the real Claude Code server ---------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_continue_resumes_the_claude_code_session_in_the_same_worktree(write_config, start_tree, repos, omni_home):
+def test_continue_resumes_the_claude_code_session_in_the_same_worktree(write_config, start_tree, repos, omni_home,
+                                                                       monkeypatch):
     """mcp_servers/claude_code.py with the real claude-agent-sdk CLI, its model the loopback Anthropic stand-in:
     the follow-up is given the first task's session_id and worktree, and the model sees the earlier turn."""
     from mcp_servers import claude_sdk
@@ -263,13 +264,14 @@ def test_continue_resumes_the_claude_code_session_in_the_same_worktree(write_con
     if not claude_sdk.installed():
         pytest.fail(f"claude-agent-sdk is not installed in {claude_sdk.sdk_dir()}: {claude_sdk.INSTALL_HINT}")
     (omni_home / "claude-home").mkdir()
+    monkeypatch.setenv("OMNI_TEST_ANTHROPIC_KEY", "sk-ant-omni-test-not-a-key")   # the stand-in's fake key
     model = AnthropicStandIn().start()
     try:
         coder = {"transport": "stdio", "command": sys.executable, "args": ["-m", "mcp_servers.claude_code"],
                  "tool": "claude_code", "arguments": {"prompt": "{description}", "workFolder": "{home}/work"},
                  "call_timeout_s": 120, "connect_timeout_s": 30,
                  "env": {"HOME": str(omni_home / "claude-home"), "ANTHROPIC_BASE_URL": model.base_url,
-                         "ANTHROPIC_API_KEY": "sk-ant-omni-test-not-a-key",
+                         "ANTHROPIC_API_KEY": "${OMNI_TEST_ANTHROPIC_KEY}",
                          "OMNI_CACHE": str(claude_sdk.cache_dir())}}
         tree = start_tree(write_config(executors={"coder": coder}, **workspaces(repos)))
         ready(tree)
