@@ -17,6 +17,7 @@ print the figures.
   latency, and the model fallback's round trip (bench/_routing.py).
 - `memory`: a task's wait for its memories: search (and add) through the MemOS stand-in at 100 and 1000 memories
   (bench/_memory.py).
+- `warm`: dispatch to the executor's first progress, its session warm vs cold (bench/_warm.py).
 - `all`: spine, rest, litellm and brainstem, in that order.
 """
 from __future__ import annotations
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Measure and print the figures (never asserts a target).")
     parser.add_argument("which", nargs="?",
                         choices=("core", "spine", "rest", "litellm", "brainstem", "chaos", "dashboard", "routing",
-                                 "memory", "all"),
+                                 "memory", "warm", "all"),
                         default="core",
                         help="core (default): spine and rest; spine: floor and no-op tasks end to end; rest: the "
                              "sandbox at rest (start time, RSS, idle CPU); litellm: model-route overhead "
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._memory import run as memory_bench
         print(machine(), flush=True)
         status = memory_bench(quick=args.quick)
+    if args.which == "warm":
+        from ._warm import run as warm_bench
+        print(machine(), flush=True)
+        status = warm_bench(quick=args.quick, keep=args.keep)
     if args.which == "chaos":
         from ._chaos import run as chaos_bench
         print(machine(), flush=True)
