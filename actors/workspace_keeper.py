@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.git_worktrees import GitFailed, add_worktree, base_head, git, prune, remove_worktree, save_changes
+from clients import GitFailed, add_worktree, base_head, git, prune, remove_worktree, save_changes
 from config.schema import RepoConfig, WorkspacesConfig
 from messages import GetTask, TaskChanged, TaskView
 from messages.workspaces import (BaseHeads, ClaimWorkspace, ListWorkspaceClaims, RecordWorkspace, SweepWorkspaces,

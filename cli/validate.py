@@ -142,7 +142,7 @@ async def check_claude_cli(spec: ExecutorConfig) -> list[Check]:
 
 async def check_workspaces(cfg: Config) -> list[Check]:
     """Each `workspaces.repos` entry: its path a git repository with its base branch (config key named)."""
-    from clients.git_worktrees import check_repository
+    from clients import check_repository
     checks = []
     for name, repo in (cfg.workspaces.repos.items() if cfg.workspaces is not None else ()):
         problem = await check_repository(repo.path, repo.base)

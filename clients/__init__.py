@@ -9,6 +9,8 @@ the local model, on threads of their own) and get the outcomes back as messages.
 from .bridge_link import BridgeCallFailed, BridgeLink
 from .budget import Budget, BudgetExceeded, PERIOD_STARTS, day_start, month_start
 from .gateway_client import GatewayError, GatewaySession
+from .git_worktrees import (GitFailed, add_worktree, base_head, check_repository, git, prune, remove_worktree,
+                            save_changes)
 from .litellm_proxy import (ProxyStartFailed, adopt_or_start_proxy, log_tail, proxy_paths, proxy_status,
                             restart_proxy, start_proxy, stop_proxy)
 from .local_model import LocalModel, LocalModelUnavailable
@@ -25,4 +27,6 @@ __all__ = ["Answer", "BridgeCallFailed", "BridgeLink", "Budget", "BudgetExceeded
            "day_start", "log_tail", "month_start", "needs_litellm", "probe_liveliness", "proxy_paths",
            "proxy_status", "restart_proxy", "session_lost", "start_proxy", "stop_proxy",
            "MemoryOutbox", "answer_error", "context_block", "fields_for", "recalled_texts", "render_memory_arguments",
-           "user_id"]
+           "user_id",
+           "GitFailed", "add_worktree", "base_head", "check_repository", "git", "prune", "remove_worktree",
+           "save_changes"]

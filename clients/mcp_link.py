@@ -11,7 +11,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ class CallOutcome:
     ok: bool            # False when the tool returned is_error (or the call failed short of transport death)
     text: str           # concatenated text content (or JSON of structured_content when there is no text)
     timed_out: bool = False
-    structured: dict[str, Any] | None = None   # the tool's structured content (e.g. claude_code's session_id)
+    # The tool's structured content (claude_code's session_id); not part of what an outcome *is* (its equality).
+    structured: dict[str, Any] | None = field(default=None, compare=False)
 
 
 class McpLink:

@@ -7,19 +7,17 @@ result had one), or else sends the earlier task and result along as context (act
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from messages import DESCRIPTION_LIMIT, CreateTask
 from vocabulary import ActorName, TaskState
 
-if TYPE_CHECKING:
-    from .interpreter import CommandInterpreter
-
+USAGE = "/continue ID TEXT"
 FINISHED = frozenset({TaskState.COMPLETED, TaskState.FAILED})
 
 
-async def continue_task(interpreter: CommandInterpreter, argument: str, sender: str) -> str:
-    from .interpreter import BadArgument
+async def continue_task(interpreter: Any, argument: str, sender: str) -> str:
+    """`interpreter`: the CommandInterpreter (not imported: it imports this module for its COMMANDS table)."""
     number, _, text = argument.partition(" ")
     earlier = await interpreter._known_task(number)
     if isinstance(earlier, str):
@@ -31,7 +29,8 @@ async def continue_task(interpreter: CommandInterpreter, argument: str, sender: 
                                 state=interpreter._state(earlier.state))
     text = text.strip()
     if not text:
-        raise BadArgument("", interpreter._say("im_expect_continue_text"))
+        return interpreter._say("im_missing_argument", command="/continue", argument="", usage=USAGE,
+                                expected=interpreter._say("im_expect_continue_text"))
     if len(text) > DESCRIPTION_LIMIT:
         return interpreter._say("im_task_too_long", limit=DESCRIPTION_LIMIT, length=len(text))
     task = await interpreter._ask(ActorName.STATE_STORE, CreateTask(text, kind=earlier.kind, sender=sender,

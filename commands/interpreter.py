@@ -40,7 +40,7 @@ from routing.explain import latest_evidence, why_lines
 from texts import say
 
 from .forget import forget
-from .continue_task import continue_task
+from .continue_task import USAGE as CONTINUE_USAGE, continue_task
 from .status import system_status
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ COMMANDS: dict[str, Command] = {
     "cost": Command("/cost [today|week|month]", "im_help_cost", CommandInterpreter._cost),
     "mode": Command("/mode", "im_help_mode", CommandInterpreter._mode),
     "forget": Command("/forget", "im_help_forget", forget),
-    "continue": Command("/continue ID TEXT", "im_help_continue", continue_task),
+    "continue": Command(CONTINUE_USAGE, "im_help_continue", continue_task),
 }
 
 
