@@ -162,8 +162,9 @@ def test_a_claim_survives_the_keeper_restarting(write_config, start_tree, repos)
     task = tree.ask("state_store", CreateTask("[sleep=3] fix the app", kind="coding", sender="telegram:1"))
     wait_until(lambda: tree.ask("state_store", GetTask(task.task_id)).workspace, 10, "the claim written")
     tree.directory.tell(KEEPER, CrashNow("test: mid-task"))
-    wait_until(lambda: tree.ask(KEEPER, Introspect()).get("incarnation", 1) and
-               any(t["task"] == task.task_id for t in worktrees(tree, "in use")), 20, "the claim rebuilt")
+    wait_until(lambda: next(a for a in tree.ask("supervisor", Introspect()) if a["name"] == KEEPER)["restarts"] == 1,
+               20, "the keeper restarted")
+    wait_until(lambda: any(t["task"] == task.task_id for t in worktrees(tree, "in use")), 20, "the claim rebuilt")
     view = tree.ask("state_store", GetTask(task.task_id))
     again = tree.ask(KEEPER, ClaimWorkspace(view))
     assert again.path == prepared["path"]                       # the same task gets the same worktree
