@@ -42,9 +42,11 @@ from messages import (
     SumCosts,
     SumCostsByTask,
     TaskChanged,
+    TaskProgressed,
     TaskView,
     Transition,
 )
+from messages.notify import GetNotifySetting, HoldNotification, PendingHeld, ReleaseHeld, SaveNotifySetting
 from messages.im import (
     LoadState,
     MarkSent,
@@ -59,12 +61,18 @@ from messages.workspaces import ListWorkspaceClaims, RecordSession, RecordWorksp
 from runtime import ChildContext, Journal, SupervisedActor
 from store import (ActorState, CostEntry, INSERT_EVENT, INSERT_TASK, INTERRUPTED_BY_RESTART,
                    IllegalTransition, ImInbound, ImOutbound, KeyReused, SELECT_TASK, SELECT_TASK_BY_KEY,
-                   SystemEvent, Task, TaskEvent, UPDATE_TASK, UnknownTask, check_transition, open_database)
-from vocabulary import TaskState
+                   SystemEvent, Task, TaskEvent, UPDATE_PROGRESS, UPDATE_TASK, UnknownTask, check_transition,
+                   open_database)
+from store import ImHeld, NotifySetting
+from notifications import progress_text
+from vocabulary import ActorName, TaskState
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
-          RecordInbound, QueueOutbound, MarkSent, RecordWorkspace, RecordSession)
+          RecordInbound, QueueOutbound, MarkSent, RecordWorkspace, RecordSession,
+          SaveNotifySetting, HoldNotification, ReleaseHeld)
 GROUP_MAX = 64
+SETTING_FIELDS = ("events", "quiet", "failures_in_quiet", "locale", "timezone")   # notify_setting's
+PROGRESS_LISTENERS = (ActorName.OPENCLAW_BRIDGE,)   # the console reads the task's progress column
 # What a write refuses before it has written anything: the rest of its group commits regardless.
 REFUSALS = (IllegalTransition, UnknownTask, KeyReused, KeyError, ValueError)
 
@@ -79,6 +87,7 @@ class StateStore(SupervisedActor):
         self._subscribers = subscribers
         self._database = None
         self._news: list[tuple[TaskView, str | None, str]] = []   # announced once their group is committed
+        self._progress_news: list[TaskView] = []                  # likewise (TaskProgressed)
 
     def started(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +131,11 @@ class StateStore(SupervisedActor):
             case PendingOutbound():               return self._pending_outbound()
             case RecordWorkspace() | RecordSession() | ListWorkspaceClaims():
                 return self._workspaces(message)
+            case GetNotifySetting(sender=sender): return self._notify_setting(sender)
+            case SaveNotifySetting() as changed:  return self._save_notify_setting(changed)
+            case HoldNotification() as held:      return self._hold(held)
+            case PendingHeld():                   return self._pending_held()
+            case ReleaseHeld() as released:       return self._release_held(released)
             case _:                               return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -136,6 +150,7 @@ class StateStore(SupervisedActor):
                 outcomes = [self._attempt(envelope.message) for envelope in group]
         except Exception as failure:   # noqa: BLE001 (a write failed half-way: none of the group stands)
             self._news.clear()
+            self._progress_news.clear()
             if len(group) == 1 or isinstance(failure, OperationalError):
                 # Alone, or the database itself refused (locked past busy_timeout, disk full): trying each write
                 # again would only wait busy_timeout once more per write, past the asker's timeout.
@@ -183,6 +198,10 @@ class StateStore(SupervisedActor):
         news, self._news = self._news, []
         for view, previous, reason in news:
             self._announce_now(view, previous, reason)
+        progressed, self._progress_news = self._progress_news, []
+        for view in progressed:
+            for name in PROGRESS_LISTENERS:
+                self.directory.tell(name, TaskProgressed(view))
 
     # --- tasks ---------------------------------------------------------------------------------------------
     def _create(self, new: CreateTask) -> TaskView:
@@ -292,9 +311,11 @@ class StateStore(SupervisedActor):
                 for e in events]
 
     def _record_progress(self, progress: RecordProgress) -> None:
-        total = f"/{progress.total:g}" if progress.total else ""
-        TaskEvent.create(task=progress.task_id, at=time.time(), kind="progress",
-                         reason=f"{progress.progress:g}{total} {progress.message or ''}".strip())
+        text = progress_text(progress.progress, progress.total, progress.message)
+        TaskEvent.create(task=progress.task_id, at=time.time(), kind="progress", reason=text)
+        self._sql(UPDATE_PROGRESS, (text, progress.task_id))   # the latest, for /task and the console
+        if (view := self._row(SELECT_TASK, progress.task_id)) is not None:
+            self._progress_news.append(view)
 
     def _record_decision(self, decision: RecordDecision) -> None:
         TaskEvent.create(task=decision.task_id, at=time.time(), kind="decision", reason=decision.reason)
@@ -361,6 +382,42 @@ class StateStore(SupervisedActor):
         rows = ImOutbound.select().where(ImOutbound.sent_at.is_null()).order_by(ImOutbound.id)
         return [(row.id, row.session_key, row.text, row.created_at) for row in rows]
 
+    # --- notification settings and news held for quiet hours -----------------------------------------------
+    @staticmethod
+    def _notify_setting(sender: str) -> dict[str, Any]:
+        row = NotifySetting.get_or_none(NotifySetting.sender == sender)
+        if row is None:
+            return {}
+        return {name: getattr(row, name) for name in SETTING_FIELDS if getattr(row, name) is not None}
+
+    def _save_notify_setting(self, changed: SaveNotifySetting) -> dict[str, Any]:
+        stored = {} if changed.reset else self._notify_setting(changed.sender)
+        stored.update(changed.changes)
+        stored = {name: stored.get(name) for name in SETTING_FIELDS}
+        if all(value is None for value in stored.values()):
+            NotifySetting.delete().where(NotifySetting.sender == changed.sender).execute()
+        else:
+            NotifySetting.insert(sender=changed.sender, updated_at=time.time(), **stored).on_conflict_replace() \
+                .execute()
+        return {name: value for name, value in stored.items() if value is not None}
+
+    @staticmethod
+    def _hold(held: HoldNotification) -> int:
+        return ImHeld.create(sender=held.sender, event=held.event, text=held.text, held_at=time.time()).id
+
+    @staticmethod
+    def _pending_held() -> list[tuple[int, str, str, str, float]]:
+        rows = ImHeld.select().where(ImHeld.released_at.is_null()).order_by(ImHeld.id)
+        return [(row.id, row.sender, row.event, row.text, row.held_at) for row in rows]
+
+    def _release_held(self, released: ReleaseHeld) -> int | None:
+        row = ImHeld.get_or_none(ImHeld.id == released.held_id)
+        if row is None or row.released_at is not None:
+            return None
+        outbound_id = self._queue_outbound(released.session_key, row.text, "held")
+        ImHeld.update(released_at=time.time(), outbound=outbound_id).where(ImHeld.id == row.id).execute()
+        return outbound_id
+
     def _last_system_event(self, kind: str) -> dict[str, Any] | None:
         row = SystemEvent.select().where(SystemEvent.kind == kind).order_by(SystemEvent.id.desc()).first()
         return None if row is None else {"at": row.at, "detail": row.detail, "data": json.loads(row.data or "{}")}
@@ -393,4 +450,5 @@ def _view_of(row: Task) -> TaskView:
                     executor=row.executor, tier=row.tier, attempts=row.attempts, sender=row.sender,
                     source=row.source, result=row.result, error=row.error, created_at=row.created_at,
                     updated_at=row.updated_at, idempotency_key=row.idempotency_key, workspace=row.workspace,
-                    branch=row.branch, session_id=row.session_id, continues=row.continues)
+                    branch=row.branch, session_id=row.session_id, continues=row.continues,
+                    progress=row.progress)

@@ -25,6 +25,7 @@ from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoCo
                      LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 from .schema import ImConfig, SandboxOpenClawConfig
+from notifications import BadSetting, NotifySetting, apply as apply_setting
 from .schema import MemoryConfig, MemoryToolConfig
 from .schema import RepoConfig, WorkspacesConfig
 from redaction import hide_keys, is_secret_name, looks_like_key
@@ -304,7 +305,7 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
     """`im:` — the allowlist of senders, the replies' locale (default: the top-level one), the OpenClaw bridge."""
     node.require_mapping()
     node.reject_unknown({"allow", "locale", "openclaw", "session_key", "wait_ms", "recent_s", "catch_up_s",
-                       "gateway_lost_s"})
+                       "gateway_lost_s", "notify", "progress_interval_s", "held_check_s"})
     defaults = ImConfig()
     allow = node.str_list("allow")
     for i, sender in enumerate(allow):
@@ -312,9 +313,14 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
             raise ConfigError(node.file, f"{node.key('allow')}[{i}]", "a sender as <channel>:<id> (telegram:4242), "
                               "or a pattern such as cli:*", node.shown("allow", i))
     bridge = node.child("openclaw")
+    locale = node.choice("locale", LOCALES, default_locale)
+    notify, notify_senders = _notify(node.child("notify"), NotifySetting(locale=locale))
     return ImConfig(
+        notify=notify, notify_senders=notify_senders,
+        progress_interval_s=node.seconds("progress_interval_s", defaults.progress_interval_s),
+        held_check_s=node.seconds("held_check_s", defaults.held_check_s),
         allow=tuple(allow),
-        locale=node.choice("locale", LOCALES, default_locale),
+        locale=locale,
         openclaw=None if bridge.value is None else _openclaw_bridge(bridge),
         session_key=node.str("session_key") if node.raw("session_key") is not None else None,
         wait_ms=node.int("wait_ms", defaults.wait_ms, minimum=1, maximum=300_000),
@@ -322,6 +328,40 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
         catch_up_s=node.seconds("catch_up_s", defaults.catch_up_s),
         gateway_lost_s=node.seconds("gateway_lost_s", defaults.gateway_lost_s),
     )
+
+
+NOTIFY_KEYS = {"events", "quiet", "failures_in_quiet", "locale", "timezone"}
+
+
+def _notify(node: _Node, base: NotifySetting) -> tuple[NotifySetting, dict[str, NotifySetting]]:
+    """`im.notify:` — the default notification setting, and `senders:` each sender's own (over the default)."""
+    if node.value is None:
+        return base, {}
+    node.require_mapping()
+    node.reject_unknown(NOTIFY_KEYS | {"senders"})
+    default = _notify_setting(node, base)
+    senders = node.child("senders")
+    if senders.value is None:
+        return default, {}
+    senders.require_mapping()
+    configured = {}
+    for sender, entry in senders.items():
+        entry.require_mapping()
+        entry.reject_unknown(NOTIFY_KEYS)
+        configured[sender] = _notify_setting(entry, default)
+    return default, configured
+
+
+def _notify_setting(node: _Node, base: NotifySetting) -> NotifySetting:
+    for name in NOTIFY_KEYS:
+        if node.given(name):
+            if name == "failures_in_quiet":
+                node.bool(name, True)          # checked: a boolean
+            try:
+                base = apply_setting(base, {name: node.raw(name)})
+            except BadSetting as bad:
+                raise ConfigError(node.file, node.key(name), bad.expected, node.shown(name)) from None
+    return base
 
 
 def _openclaw_bridge(node: _Node) -> ExecutorConfig:

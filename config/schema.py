@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from notifications import NotifySetting
 from vocabulary import Tier
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
@@ -213,6 +214,11 @@ class ImConfig:
     recent_s: float = 7 * 86400.0       # a notice for everyone goes to the senders seen within this
     catch_up_s: float = 15.0            # how often OpenClaw's transcripts are read for messages the live queue missed
     gateway_lost_s: float = 20.0        # a bridge without its gateway this long is replaced by a fresh process
+    # --- notifications (notifications.py): the default setting, senders' own in config, progress's pace
+    notify: NotifySetting = NotifySetting()
+    notify_senders: Mapping[str, NotifySetting] = field(default_factory=dict)
+    progress_interval_s: float = 30.0   # at most one progress update per task this often (the latest wins)
+    held_check_s: float = 30.0          # how often news held for quiet hours is checked for release
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from .models import (ChooseTier, Complete, Completion, CompletionFailed, Current
                      RouteChanged, SumCosts, TierChoice)
 from .tasks import (DESCRIPTION_LIMIT, KEY_LIMIT, MAX_TASK_ID, CallEnded, CountTasksByState, CreateTask, Execute,
                     GetTask, GetTaskHistory, LastSystemEvent, ListTasks, RecordDecision, RecordProgress,
-                    RecordSystemEvent, SumCostsByTask, TaskChanged, TaskView, Transition)
+                    RecordSystemEvent, SumCostsByTask, TaskChanged, TaskProgressed, TaskView, Transition)
 
 __all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalModelSettled", "ModeChanged",
            "PingCloud", "ReplyWhileDown", "LastSystemEvent", "CheckProxyMemory", "ProxyActionDone",
@@ -19,6 +19,6 @@ __all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalMod
            "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth", "GetTask",
            "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
            "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask",
-           "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged",
+           "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged", "TaskProgressed",
            "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain",
            "DeliverQueued", "DeliveryEnded", "ForgetSender", "RecallEnded", "RecallMemories", "SearchEnded"]

@@ -33,6 +33,7 @@ class TaskView:
     branch: str | None = None
     session_id: str | None = None        # its executor's session (Claude Code), which `/continue` resumes
     continues: int | None = None         # the earlier task this one continues (`/continue ID TEXT`)
+    progress: str | None = None          # the executor's latest progress report
 
     @property
     def is_terminal(self) -> bool:
@@ -141,6 +142,13 @@ class TaskChanged:
     task: TaskView
     previous: str | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProgressed:
+    """An executor reported progress on a task (told to the IM bridge and the console's feed)."""
+
+    task: TaskView                       # with `progress` the new report
 
 
 # --- between Router and Executors ----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class Task(_Row):
     branch = peewee.CharField(null=True)
     session_id = peewee.CharField(null=True)
     continues = peewee.IntegerField(null=True)
+    progress = peewee.TextField(null=True)    # the executor's latest progress report ("3/10 reading files")
 
 
 class TaskEvent(_Row):
@@ -88,18 +89,42 @@ class ImOutbound(_Row):
     sent_at = peewee.DoubleField(null=True, index=True)
 
 
-MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState, ImInbound, ImOutbound)
+class NotifySetting(_Row):
+    """What a sender changed of their notification setting by `/notify` (NULL: the configured value stands)."""
+
+    sender = peewee.CharField(primary_key=True)
+    events = peewee.TextField(null=True)       # event names, comma-separated ("" : none)
+    quiet = peewee.CharField(null=True)        # "22:00-07:00" | "off"
+    failures_in_quiet = peewee.BooleanField(null=True)
+    locale = peewee.CharField(null=True)
+    timezone = peewee.CharField(null=True)
+    updated_at = peewee.DoubleField()
+
+
+class ImHeld(_Row):
+    """News held during a sender's quiet hours, delivered (queued to im_outbound) once they end."""
+
+    sender = peewee.CharField(index=True)
+    event = peewee.CharField()                 # notifications.EVENTS
+    text = peewee.TextField()                  # already in the sender's language
+    held_at = peewee.DoubleField()
+    released_at = peewee.DoubleField(null=True, index=True)
+    outbound = peewee.ForeignKeyField(ImOutbound, null=True, on_delete="SET NULL")
+
+
+MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState, ImInbound, ImOutbound, NotifySetting, ImHeld)
 
 # The hot path of every task (create, read, move) as plain SQL on the models' tables: sqlite3 keeps these
 # statements prepared, where peewee would build each query anew (most of a move's cost). TASK_COLUMNS are
 # TaskView's fields in order (`id` is its `task_id`).
 TASK_COLUMNS = ("id", "description", "state", "kind", "executor", "tier", "attempts", "sender", "source", "result",
                 "error", "created_at", "updated_at", "idempotency_key", "workspace", "branch", "session_id",
-                "continues")
+                "continues", "progress")
 SELECT_TASK = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "id" = ?'
 SELECT_TASK_BY_KEY = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "idempotency_key" = ?'
 INSERT_TASK = (f'INSERT INTO "task" ({", ".join(TASK_COLUMNS[1:])}) '
                f'VALUES ({", ".join("?" for _ in TASK_COLUMNS[1:])})')
+UPDATE_PROGRESS = 'UPDATE "task" SET "progress" = ? WHERE "id" = ?'
 UPDATE_TASK = ('UPDATE "task" SET "state" = ?, "kind" = ?, "executor" = ?, "tier" = ?, "attempts" = ?, "result" = ?, '
                '"error" = ?, "updated_at" = ? WHERE "id" = ?')
 INSERT_EVENT = ('INSERT INTO "task_event" ("task_id", "at", "kind", "from_state", "to_state", "reason") '
@@ -126,6 +151,8 @@ def _add_missing_columns(database: peewee.SqliteDatabase) -> None:
     for name, kind in WORKSPACE_COLUMNS:   # the coding tasks' worktree, branch, session and what they continue
         if name not in columns:
             database.execute_sql(f'ALTER TABLE "task" ADD COLUMN "{name}" {kind}')
+    if "progress" not in columns:
+        database.execute_sql('ALTER TABLE "task" ADD COLUMN "progress" TEXT')
 
 
 WORKSPACE_COLUMNS = (("workspace", "TEXT"), ("branch", "VARCHAR(255)"), ("session_id", "VARCHAR(255)"),
