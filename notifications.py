@@ -24,7 +24,7 @@ import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timezone  # noqa: F401 (timezone: the doctests')
 from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,7 +43,7 @@ class NotifySetting:
     events: frozenset[str] = frozenset(EVENTS)
     quiet: tuple[int, int] | None = None
     failures_in_quiet: bool = True
-    locale: str = "en"
+    locale: str | None = None           # None: im.locale
     timezone: str = "UTC"
 
     def wants(self, event: str) -> bool:
@@ -168,7 +168,7 @@ def describe(setting: NotifySetting) -> dict[str, str]:
     """The setting as `/notify` shows it (event names in EVENTS' order)."""
     return {"events": ", ".join(event for event in EVENTS if event in setting.events) or "none",
             "quiet": format_quiet(setting.quiet), "failures_in_quiet": "on" if setting.failures_in_quiet else "off",
-            "locale": setting.locale, "timezone": setting.timezone}
+            "locale": setting.locale or "", "timezone": setting.timezone}
 
 
 # --- the policy -----------------------------------------------------------------------------------------------

@@ -128,7 +128,8 @@ class Brainstem(SupervisedActor):
             if settled.error is not None:
                 why = settled.error.split(": ", 1)[-1]
                 self.directory.tell(ActorName.SYSTEM_MODE, Notice("brainstem_without_model",
-                                                          say(self._locale, "brainstem_without_model", why=why)))
+                                                          say(self._locale, "brainstem_without_model", why=why),
+                                                          params=(("why", why),)))
             if not self.active:   # the cloud came back while it loaded
                 self._in_worker("unload", self._model.unload)
         else:

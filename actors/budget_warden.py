@@ -79,12 +79,13 @@ class BudgetWarden(SupervisedActor):
 
     def _warn(self, period: str, share: float, spent: float, cap: float, task_id: int | None) -> None:
         key = f"budget_warning_{period}"
-        text = say(self._locale, key, share=round(share * 100), spent=_usd(spent), cap=_usd(cap))
+        params = {"share": str(round(share * 100)), "spent": _usd(spent), "cap": _usd(cap)}
+        text = say(self._locale, key, **params)
         sender = self._sender_of(task_id)
         to = tuple(dict.fromkeys(([sender] if sender else []) + list(self._budget.operators)))
         self.directory.tell(STORE, RecordSystemEvent("notice", text, {"key": key, "to": list(to), "share": share,
                                                                      "task_id": task_id, "spent_usd": spent}))
-        notice = Notice(key, text, to)
+        notice = Notice(key, text, to, params=tuple(params.items()))
         self.directory.tell(ActorName.TRANSITION_FEED, notice)
         if to:
             self.directory.tell(ActorName.OPENCLAW_BRIDGE, notice)

@@ -267,7 +267,8 @@ class LiteLLMGuard(SupervisedActor):
         if first_paid:
             reason = notes[0] if notes else f"{request.purpose} asked for {tier.name}"
             self.directory.tell(ActorName.SYSTEM_MODE, Notice("paid_tier_started",
-                                                      say(self._locale, "paid_tier_started", reason=reason)))
+                                                      say(self._locale, "paid_tier_started", reason=reason),
+                                                      params=(("reason", reason),)))
         return Completion(answer.text, tier.name, answer.model, route, answer.tokens_in, answer.tokens_out, usd,
                           notes, request.correlation)
 

@@ -26,6 +26,12 @@ Replies in order, to their own sender only:
   would deliver to whoever wrote last, so messages arriving in one are refused (logged, not answered).
 - News announced while this actor was restarting is made good in `started()`: IM tasks that ended after
   the last one reported are reported then.
+
+What reaches whom (notifications.py, the one policy): every task's news, progress and notice goes through the
+recipient's notification setting (`/notify`, config `im.notify`): events they switched off are dropped, news in
+their quiet hours is held in the store (`im_held`) and released every `im.held_check_s` once they are over, and
+each is said in their language. Progress reports (`TaskProgressed`, the executors' MCP progress) go to the task's
+conversation at most once per `im.progress_interval_s`: one arriving sooner waits, replaced by any later one.
 """
 from __future__ import annotations
 
@@ -41,11 +47,15 @@ from typing import Any, Mapping
 
 from clients import BridgeLink, LinkLost
 from commands import CommandInterpreter, allowed, task_news
+import notifications as policy
 from config.schema import ImConfig
 from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, MessageSent, Notice, RecordSystemEvent,
                       Respawn, SaveState, TaskChanged, TaskView, WaitAgain)
 from messages.im import (CatchUp, InboundMessage, MarkSent, PendingOutbound, QueueOutbound, RecordInbound, SeenInbound,
                          SendAgain, TranscriptsRead)
+from messages.notify import CheckHeld, GetNotifySetting, HoldNotification, PendingHeld, ReleaseHeld, SendProgress
+from messages.tasks import TaskProgressed
+from texts import say
 from runtime import ChildContext, Journal, LinkSupervisor, SupervisedActor, describe
 from vocabulary import ActorName, TaskState
 
@@ -57,6 +67,8 @@ SEND_RETRY_S = 1.0
 GATEWAY_LOST = "gateway not connected"   # what `openclaw mcp serve` answers while it has no gateway
 CHANGE_SLACK_S = 10.0                    # a conversation changed this long before the last read is read again
 RECHECK_LIMIT = 50                       # of a conversation's latest messages, read before sending one again
+ENDED_KEPT = 1000                        # tasks remembered as ended: a late progress report of one is not sent
+PROGRESS_LIMIT = 300                     # characters of a progress report in the chat
 # Bridge processes kept open across a crash of their actor, for its next incarnation:
 # (the loop's id, the actor's name) → (link id, link).
 KEPT_LINKS: dict[tuple[int, str], tuple[str, BridgeLink]] = {}
@@ -177,6 +189,9 @@ class OpenClawBridge(SupervisedActor):
         self._outbox: dict[str, collections.deque[Outgoing]] = {}   # session key → what waits to go there
         self._sending: set[str] = set()       # conversations with a message on its way: one at a time each
         self._problem: str | None = None      # what an operator must fix in OpenClaw's config
+        self._progress: dict[int, dict[str, Any]] = {}   # task → {"sent_at", "latest" (waiting), "due" (timer set)}
+        self._ended: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._counts.update(held=0, released=0, dropped=0, progress_sent=0)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def started(self) -> None:
@@ -202,6 +217,7 @@ class OpenClawBridge(SupervisedActor):
                 self.loop.submit(kept[1].close())
             self._links.open()
         self._report_missed_news()
+        self._check_held()
 
     def on_failure(self, exception_type: Any, exception_value: BaseException | None, traceback: Any) -> None:
         self._keep_link = True
@@ -232,6 +248,9 @@ class OpenClawBridge(SupervisedActor):
             case Notice() as notice:                                     self._notice(notice)
             case MessageSent() as sent:                                  self._message_sent(sent)
             case SendAgain(session_key=session_key):                     self._pump(session_key)
+            case TaskProgressed(task=task):                              self._progressed(task)
+            case SendProgress(task_id=task_id):                          self._send_progress(task_id)
+            case CheckHeld():                                            self._check_held()
             case _:                                                      return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -364,16 +383,86 @@ class OpenClawBridge(SupervisedActor):
 
     # --- outbound ---------------------------------------------------------------------------------------------
     def _task_changed(self, task: TaskView) -> None:
+        if task.is_terminal:
+            self._progress.pop(task.task_id, None)   # its outcome is the news now: a waiting report is stale
+            self._ended[task.task_id] = None
+            while len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
         if task.source == "im" and task.is_terminal and task.updated_at > self._state["reported_until"]:
             self._tell_news(task)
 
     def _tell_news(self, task: TaskView) -> None:
-        news = task_news(task, self._im.locale)
-        conversation = self._state["senders"].get(task.sender or "")
-        if news is not None and conversation is not None and own_session(task.sender, conversation["session_key"]):
-            self._queue(conversation["session_key"], news, "task")
+        if task.state in (TaskState.COMPLETED, TaskState.FAILED) and task.sender:
+            self._notify(task.sender, str(task.state), lambda locale: task_news(task, locale), "task")
         self._state["reported_until"] = max(self._state["reported_until"], task.updated_at)
         self._save()
+
+    # --- the policy: what reaches a sender, when, in which language ------------------------------------------
+    def _setting(self, sender: str) -> policy.NotifySetting:
+        stored = self.directory.ask(STORE, GetNotifySetting(sender))
+        return policy.resolve(self._im.notify, self._im.notify_senders, sender, stored)
+
+    def _conversation(self, sender: str) -> str | None:
+        conversation = self._state["senders"].get(sender)
+        if conversation is None or not own_session(sender, conversation["session_key"]):
+            return None
+        return conversation["session_key"]
+
+    def _notify(self, sender: str, event: str, render: Any, what: str) -> None:
+        """`render(locale)` → the text. Sent, held for the end of the sender's quiet hours, or dropped."""
+        session_key = self._conversation(sender)
+        if session_key is None:
+            return
+        setting = self._setting(sender)
+        verdict = policy.decide(setting, event, time.time())
+        if verdict == "drop":
+            self._counts["dropped"] += 1
+            return
+        text = render(setting.locale or self._im.locale)
+        if verdict == "hold":
+            self.directory.ask(STORE, HoldNotification(sender, event, text))
+            self._counts["held"] += 1
+            return
+        self._queue(session_key, text, what)
+
+    def _check_held(self) -> None:
+        """Release held news of senders whose quiet hours are over (or who changed them), oldest first."""
+        self.loop.tell_later(self._im.held_check_s, self.actor_ref, CheckHeld())
+        settings: dict[str, policy.NotifySetting] = {}
+        now = time.time()
+        for held_id, sender, _event, text, _held_at in self.directory.ask(STORE, PendingHeld()):
+            setting = settings.get(sender) or settings.setdefault(sender, self._setting(sender))
+            session_key = self._conversation(sender)
+            if session_key is None or policy.in_quiet_hours(setting, now):
+                continue
+            outbound_id = self.directory.ask(STORE, ReleaseHeld(held_id, session_key))
+            if outbound_id is not None:
+                self._counts["released"] += 1
+                self._enqueue(session_key, outbound_id, text)
+
+    def _progressed(self, task: TaskView) -> None:
+        """A progress report: sent now, or, within `im.progress_interval_s` of the last, when that has passed
+        (the latest report then)."""
+        if task.source != "im" or not task.sender or task.task_id in self._ended:
+            return
+        pace = self._progress.setdefault(task.task_id, {"sent_at": None, "latest": None, "due": False})
+        pace["latest"] = task
+        delay = policy.progress_delay(pace["sent_at"], time.monotonic(), self._im.progress_interval_s)
+        if delay == 0:
+            self._send_progress(task.task_id)
+        elif not pace["due"]:
+            pace["due"] = True
+            self.loop.tell_later(delay, self.actor_ref, SendProgress(task.task_id))
+
+    def _send_progress(self, task_id: int) -> None:
+        pace = self._progress.get(task_id)
+        if pace is None or pace["latest"] is None:
+            return                            # ended meanwhile, or nothing new since the last
+        task, pace["latest"], pace["due"], pace["sent_at"] = pace["latest"], None, False, time.monotonic()
+        self._counts["progress_sent"] += 1
+        self._notify(task.sender, "progress", lambda locale: say(
+            locale, "im_task_progress", task_id=task.task_id, progress=_cut(task.progress or "", PROGRESS_LIMIT)),
+            "progress")
 
     def _report_missed_news(self) -> None:
         """Tasks from IM that ended while this actor was not listening (a restart), oldest first."""
@@ -387,10 +476,19 @@ class OpenClawBridge(SupervisedActor):
         now = time.time()
         senders = notice.to or tuple(sender for sender, seen in self._state["senders"].items()
                                      if now - seen["seen_at"] <= self._im.recent_s)
-        sessions = {self._state["senders"][s]["session_key"] for s in senders
-                    if s in self._state["senders"] and own_session(s, self._state["senders"][s]["session_key"])}
-        for session_key in sorted(sessions):
-            self._queue(session_key, notice.text, "notice")
+        for sender in sorted(set(senders)):
+            self._notify(sender, policy.event_of_notice(notice.key), lambda locale: self._notice_text(notice, locale),
+                         "notice")
+
+    def _notice_text(self, notice: Notice, locale: str) -> str:
+        """The notice in `locale`: as it came when that is the configured language (the local model's wording
+        too), else said again from its key and parameters."""
+        if locale == self._im.locale:
+            return notice.text
+        try:
+            return say(locale, notice.key, **dict(notice.params))
+        except (KeyError, IndexError):        # a notice whose parameters did not come with it
+            return notice.text
 
     # --- the outbox: durable, one message at a time per conversation, in order -----------------------------------
     def _queue(self, session_key: str, text: str, what: str) -> None:
@@ -509,3 +607,7 @@ def _error_of(future: concurrent.futures.Future[Any]) -> str | None:
     if future.cancelled():
         return "cancelled"
     return None if future.exception() is None else describe(future.exception())
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -165,7 +165,8 @@ class SystemMode(SupervisedActor):
             self.directory.tell(name, ModeChanged(mode, previous))
 
     def _say(self, key: str, **params: Any) -> None:
-        self._notify(Notice(key, say(self._locale, key, **params)))
+        self._notify(Notice(key, say(self._locale, key, **params),
+                            params=tuple((name, str(value)) for name, value in params.items())))
 
     def _notify(self, notice: Notice) -> None:
         """Users hear of it: a notice row, the console, the journal, and the IM bridge (if one runs), which

@@ -20,6 +20,7 @@ The rules:
 """
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import logging
 import re
@@ -38,9 +39,12 @@ from messages import (DESCRIPTION_LIMIT, MAX_TASK_ID, CreateTask, GetMode, GetTa
                       RecordSystemEvent, ReplyWhileDown, SumCosts, TaskView, Transition)
 from routing.explain import latest_evidence, why_lines
 from texts import say
+import notifications
+from messages.notify import GetNotifySetting
 
 from .forget import forget
 from .continue_task import USAGE as CONTINUE_USAGE, continue_task
+from .notify import notify
 from .status import system_status
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,8 @@ WHY_LIMIT = 15
 ID_DIGITS = len(str(MAX_TASK_ID))             # checked before int(): Python refuses 4,300 digits and more
 SHORT, LONG = 60, 300                        # characters of a description in a list / of a result or reason
 _COMMAND = re.compile(r"/([A-Za-z]+)(?:@\S+)?(?:\s+(.*))?", re.DOTALL)
+# The sender's notification setting while their message is handled (each handle() has its own context).
+_SETTING: contextvars.ContextVar[notifications.NotifySetting | None] = contextvars.ContextVar("setting", default=None)
 
 
 class BadArgument(Exception):
@@ -110,6 +116,23 @@ class CommandInterpreter:
             return self._refuse(text, sender)
         name, argument = parse(text) if text.strip() else ("help", "")
         command = COMMANDS.get(name or "")
+        try:
+            token = _SETTING.set(await self.notify_setting(sender))   # their language, what reaches them
+        except Exception:                     # the store restarting: the configured setting stands
+            log.exception("IM: no notification setting for %s", sender)
+            token = _SETTING.set(notifications.resolve(self._im.notify, self._im.notify_senders, sender))
+        try:
+            return await self._handle(text, name, argument, command, sender, idempotency_key)
+        finally:
+            _SETTING.reset(token)
+
+    async def notify_setting(self, sender: str) -> notifications.NotifySetting:
+        """What reaches `sender`: what they set by /notify over config (notifications.resolve)."""
+        stored = await self._ask(STORE, GetNotifySetting(sender))
+        return notifications.resolve(self._im.notify, self._im.notify_senders, sender, stored)
+
+    async def _handle(self, text: str, name: str | None, argument: str, command: Command | None, sender: str,
+                      idempotency_key: str | None) -> str:
         if name is not None and command is None:
             return self._say("im_unknown_command", command=_short(f"/{name.lstrip('/')}", SHORT))
         try:
@@ -166,6 +189,8 @@ class CommandInterpreter:
             lines.append(self._say("im_task_error", error=_short(task.error, LONG)))
         if task.workspace:
             lines.append(self._say("im_task_workspace", path=task.workspace, branch=task.branch or "-"))
+        if task.progress:
+            lines.append(self._say("im_task_progress_line", progress=_short(task.progress, LONG)))
         return "\n".join(lines)
 
     async def _why(self, argument: str, sender: str) -> str:
@@ -238,6 +263,9 @@ class CommandInterpreter:
         if len(text) > DESCRIPTION_LIMIT:
             return self._say("im_task_too_long", limit=DESCRIPTION_LIMIT, length=len(text))
         task = await self._ask(STORE, CreateTask(text, sender=sender, source="im", idempotency_key=idempotency_key))
+        setting = _SETTING.get()
+        if setting is not None and not setting.wants("created"):
+            return ""                         # they chose not to hear of it (/notify off created)
         if (await self._ask(ActorName.SYSTEM_MODE, GetMode()))["mode"] == Mode.BRAINSTEM:   # as submit_task does
             note = await self._ask(ActorName.BRAINSTEM, ReplyWhileDown(text), timeout_s=30)
             return self._say("im_task_created_down", task_id=task.task_id, note=note)
@@ -294,8 +322,10 @@ class CommandInterpreter:
     def _state(self, state: str | None) -> str:
         return self._say(f"state_{state}") if state else ""
 
-    def _say(self, key: str, **params: Any) -> str:
-        return say(self._im.locale, key, **params)
+    def _say(self, key: str, locale: str | None = None, **params: Any) -> str:
+        """In `locale`, else the sender's language (their notification setting), else `im.locale`."""
+        setting = _SETTING.get()
+        return say(locale or (setting.locale if setting else None) or self._im.locale, key, **params)
 
 
 COMMANDS: dict[str, Command] = {
@@ -310,6 +340,8 @@ COMMANDS: dict[str, Command] = {
     "mode": Command("/mode", "im_help_mode", CommandInterpreter._mode),
     "forget": Command("/forget", "im_help_forget", forget),
     "continue": Command(CONTINUE_USAGE, "im_help_continue", continue_task),
+    "notify": Command("/notify [on|off EVENTS · quiet HH:MM-HH:MM|off · failures on|off · language L · timezone TZ · "
+                      "reset]", "im_help_notify", notify),
 }
 
 

@@ -314,7 +314,7 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
                               "or a pattern such as cli:*", node.shown("allow", i))
     bridge = node.child("openclaw")
     locale = node.choice("locale", LOCALES, default_locale)
-    notify, notify_senders = _notify(node.child("notify"), NotifySetting(locale=locale))
+    notify, notify_senders = _notify(node.child("notify"), NotifySetting())
     return ImConfig(
         notify=notify, notify_senders=notify_senders,
         progress_interval_s=node.seconds("progress_interval_s", defaults.progress_interval_s),

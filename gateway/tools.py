@@ -211,7 +211,8 @@ def _public(task: Any, preview: int | None = None) -> dict[str, Any]:
     texts = {"description": task.description, "result": task.result, "error": task.error}
     shown = {name: _cut(text, preview) for name, text in texts.items()}
     public = {"task_id": task.task_id, "state": task.state, "kind": task.kind, "executor": task.executor,
-              "tier": task.tier, "attempts": task.attempts, **shown, "sender": task.sender}
+              "tier": task.tier, "attempts": task.attempts, **shown, "sender": task.sender,
+              "progress": task.progress}
     if shown != texts:
         public["truncated"] = True
     return public

@@ -19,6 +19,7 @@ __all__ = ["ProxyRestarting", "CloudAnswered", "CloudDown", "CloudUp", "LocalMod
            "CountTasksByState", "CrashNow", "CreateTask", "Execute", "ExecutorHealth", "GetTask",
            "GetTaskHistory", "Introspect", "LinkDown", "LinkOpened", "ListTasks", "Reconcile",
            "RecordDecision", "RecordProgress", "RecordSystemEvent", "Respawn", "SumCostsByTask",
-           "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged", "TaskProgressed",
-           "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState", "WaitAgain",
+           "RestartChild", "SweepChildren", "DESCRIPTION_LIMIT", "KEY_LIMIT", "MAX_TASK_ID", "TaskChanged",
+           "TaskProgressed", "TaskView", "Transition", "EventWaited", "LoadState", "MessageSent", "SaveState",
+           "WaitAgain",
            "DeliverQueued", "DeliveryEnded", "ForgetSender", "RecallEnded", "RecallMemories", "SearchEnded"]

@@ -34,6 +34,7 @@ class Notice:
     text: str
     to: tuple[str, ...] = ()
     wording: str = ""             # the local model's own wording, when the brainstem has it loaded
+    params: tuple[tuple[str, str], ...] = ()   # the text's parameters: the bridge says it in each sender's language
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,4 +124,19 @@ TEXTS = {
     "im_continue_not_finished": "Task #{task_id} is {state}: a task can be continued once it has finished.",
     "im_expect_continue_text": "what the task should do next, after its number (/continue 12 now add tests)",
     "im_task_workspace": "Worktree: {path} (branch {branch})",
+    # --- notifications (notifications.py, commands/notify.py) -----------------------------------------------
+    "im_task_progress_line": "Progress: {progress}",
+    "im_task_progress": "Task #{task_id}: {progress}",
+    "im_help_notify": "what reaches you: events, quiet hours, language, timezone (/notify alone shows them)",
+    "im_notify_show": "Notifications for {sender}:\nEvents: {events}\nQuiet hours: {quiet} ({timezone}); news is "
+                      "held until they end\nFailures during quiet hours: {failures}\nLanguage: {language}",
+    "im_notify_saved": "Saved.",
+    "im_notify_reset": "Back to the configured setting.",
+    "im_notify_on": "on",
+    "im_notify_off": "off",
+    "im_notify_expect_action": "one of on, off, quiet, failures, language, timezone, reset",
+    "im_notify_expect_events": "event names from {events} (or all)",
+    "im_notify_expect_quiet": "a time range HH:MM-HH:MM (e.g. 22:00-07:00) or off",
+    "im_notify_expect_on_off": "on or off",
+    "im_notify_expect_timezone": "an IANA timezone such as Asia/Taipei or UTC",
 }
