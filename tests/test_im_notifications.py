@@ -109,6 +109,7 @@ def test_progress_reaches_the_chat_paced_and_the_latest_shows_in_task(write_conf
         latest = db.execute("SELECT progress FROM task WHERE id = ?", (task_id,)).fetchone()[0]
     assert reports == 10 and latest == "3/3 step 10/10"
     # ten reports in about 3 s, at most one a second in the chat (the first at once): fewer, never all
+    print(f"\nprogress: {reports} reports in ~3 s, {len(progress)} in the chat (interval 1 s)")
     assert 1 <= len(progress) < reports, progress
     assert f"Progress: {latest}" in GatewayChat(tree.url).ask(f"/task {task_id}")
 
