@@ -131,6 +131,11 @@ class CommandInterpreter:
         stored = await self._ask(STORE, GetNotifySetting(sender))
         return notifications.resolve(self._im.notify, self._im.notify_senders, sender, stored)
 
+    @staticmethod
+    def bad_argument(argument: str, expected: str) -> BadArgument:
+        """For commands in modules of their own, which the interpreter imports (so they cannot import it)."""
+        return BadArgument(argument, expected)
+
     async def _handle(self, text: str, name: str | None, argument: str, command: Command | None, sender: str,
                       idempotency_key: str | None) -> str:
         if name is not None and command is None:

@@ -23,7 +23,6 @@ ALIASES = {"lang": "language", "locale": "language", "tz": "timezone", "quiet-ho
 
 async def notify(interpreter: Any, argument: str, sender: str) -> str:
     """`interpreter`: the CommandInterpreter (its ask, its texts in the sender's language)."""
-    from .interpreter import BadArgument     # (the interpreter imports this module)
     words = argument.split()
     if not words:
         return show(interpreter, sender, await interpreter.notify_setting(sender))
@@ -31,9 +30,10 @@ async def notify(interpreter: Any, argument: str, sender: str) -> str:
     try:
         changes = _changes(interpreter, action, rest, await interpreter.notify_setting(sender))
     except policy.BadSetting as bad:
-        raise BadArgument(rest, _expected(interpreter, bad.field)) from None
+        raise interpreter.bad_argument(rest, _expected(interpreter, bad.field)) from None
     except LookupError:
-        raise BadArgument(rest if action in ACTIONS else words[0], _expected(interpreter, action)) from None
+        raise interpreter.bad_argument(rest if action in ACTIONS else words[0], _expected(interpreter, action)) \
+            from None
     await interpreter._ask(ActorName.STATE_STORE, SaveNotifySetting(sender, changes or {}, reset=changes is None))
     setting = await interpreter.notify_setting(sender)
     saved = interpreter._say("im_notify_reset" if changes is None else "im_notify_saved", locale=setting.locale)

@@ -255,13 +255,12 @@ def render_tasks(snapshot: dict[str, Any]) -> Panel:
                           ("tier", "left"), ("age", "right"), ("cost", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
     table.add_column("task", overflow="ellipsis", no_wrap=True, ratio=1, min_width=8)
-    table.add_column("progress", overflow="ellipsis", no_wrap=True, ratio=1, min_width=8)   # the latest report
     for task in tasks:
         cost = task.get("cost_usd")
         table.add_row(str(task["task_id"]), Text(task["state"], STATE_STYLE.get(task["state"], "")),
                       task.get("kind") or NONE, task.get("executor") or NONE, task.get("tier") or NONE,
                       _duration(now - task["created_at"]), NONE if cost is None else f"${cost:.4f}",
-                      Text(_one_line(task.get("description"))), Text(_one_line(task.get("progress")), "dim"))
+                      _task_cell(task))
     active = sum(1 for task in tasks if task["state"] not in TERMINAL_STATES)
     return Panel(table if tasks else Text("no tasks yet", "dim"), title=f"Tasks ({active} active)",
                  title_align="left")
@@ -335,6 +334,14 @@ def event_text(event: dict[str, Any]) -> Text:
         case _:
             return Text.assemble((f"{event.get('level', event.get('event', '?'))} ", "bold red"),
                                  _one_line(event.get("text")))
+
+
+def _task_cell(task: dict[str, Any]) -> Text:
+    """The task's text, then its executor's latest progress report (dim) while it has one."""
+    cell = Text(_one_line(task.get("description")))
+    if task.get("progress") and task["state"] not in TERMINAL_STATES:
+        cell.append(f" · {_one_line(task['progress'])}", "dim")
+    return cell
 
 
 def _one_line(text: str | None) -> str:

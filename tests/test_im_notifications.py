@@ -204,3 +204,12 @@ def test_notices_follow_each_senders_events_and_language(write_config, start_tre
     mine.news(say("en", "paid_tier_started", reason="x"))            # paid-tier use: still on for them
     assert not any(m["to"] == USER and m["text"] == say("en", "litellm_down", error="refused")
                    for m in mine.admin.outbound())
+
+
+def test_the_console_shows_a_running_tasks_latest_progress():
+    from surfaces.live_console import render_tasks
+    from .test_live_console import text_of
+    task = {"task_id": 3, "state": "executing", "kind": "coding", "executor": "coder", "tier": "P1",
+            "created_at": 0.0, "description": "Fix it", "progress": "3/10 step 3/10"}
+    assert "Fix it · 3/10 step 3/10" in text_of(render_tasks({"now": 5.0, "tasks": [task]}), width=140)
+    assert "step" not in text_of(render_tasks({"now": 5.0, "tasks": [{**task, "state": "completed"}]}), width=140)
