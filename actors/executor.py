@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clients import LinkLost, McpLink
-from config import ExecutorConfig
+from config import ExecutorConfig, fill_template
 from config.schema import MemoryConfig
 from actors.workspace_keeper import workspace_arguments
 from messages.workspaces import ClaimWorkspace, RecordSession, WorkspacesReady
@@ -56,16 +56,7 @@ def render_arguments(template: Mapping[str, Any], task: TaskView, home: Path,
     fields = {"description": description, "task_id": task.task_id, "kind": task.kind or "",
               "sender": task.sender or "", "home": str(home), "tier": task.tier or "",
               "model": (tier_models or {}).get(task.tier or "", ""), "memory": memory}
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.format_map(fields)
-        if isinstance(value, Mapping):
-            return {key: fill(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [fill(item) for item in value]
-        return value
-    return fill(template)
+    return fill_template(template, fields)
 
 
 class Executor(SupervisedActor):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from config import fill_template
 from messages import TaskView
 
 # What a MemOS server answers when a call failed without saying so as an MCP error: its self-hosted server's
@@ -44,17 +45,8 @@ def fields_for(task: TaskView, query: str | None = None) -> dict[str, Any]:
 
 def render_memory_arguments(template: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
     """Fill a memory tool's template; a value that is exactly `{messages}` becomes the list of messages."""
-    def fill(value: Any) -> Any:
-        if value == "{messages}":
-            return fields["messages"]
-        if isinstance(value, str):
-            return value.format_map({**fields, "messages": json.dumps(fields["messages"], ensure_ascii=False)})
-        if isinstance(value, Mapping):
-            return {key: fill(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [fill(item) for item in value]
-        return value
-    return fill(template)
+    return fill_template(template, {**fields, "messages": json.dumps(fields["messages"], ensure_ascii=False)},
+                         whole={"{messages}": fields["messages"]})
 
 
 def answer_error(text: str) -> str | None:
