@@ -270,23 +270,29 @@ def workspace_arguments(arguments: dict[str, Any], template: Any, takes: Any, cl
 
     >>> claim = WorkspaceClaimed("/ws/app/1", "omni/app/1", "app")
     >>> now, before = TaskView(2, "and the tests", "executing", continues=1), TaskView(1, "fix", "completed",
-    ...                                                                                 result="fixed", session_id="s1")
+    ...                       result="fixed", session_id="s1", workspace="/ws/app/1")
     >>> workspace_arguments({"prompt": "and the tests", "workFolder": "/tmp"}, {"prompt": "{description}"},
     ...                     lambda name: True, claim, now, before)
     {'prompt': 'and the tests', 'workFolder': '/ws/app/1', 'session_id': 's1'}
     >>> workspace_arguments({"prompt": "and the tests"}, {"prompt": "{description}"}, lambda name: name != "session_id",
     ...                     claim, now, before)["prompt"].splitlines()[0]
     'This continues task #1 (in this same folder): fix'
+    >>> moved = WorkspaceClaimed("/ws/app/2", "omni/app/2", "app")     # the earlier one removed by age meanwhile
+    >>> workspace_arguments({"prompt": "memories\\n\\nand the tests"}, {"prompt": "{description}"},
+    ...                     lambda name: True, moved, now, before)["prompt"].splitlines()[:3]
+    ['memories', '', 'This continues task #1 (whose folder has since been removed; its branch stays): fix']
     """
     arguments = {**arguments, "workFolder": claim.path} if takes("workFolder") or "workFolder" in arguments \
         else dict(arguments)
     if earlier is None:
         return arguments
-    if earlier.session_id and takes("session_id"):
+    same_folder = earlier.workspace == claim.path    # a session lives in its folder: elsewhere it cannot resume
+    if earlier.session_id and same_folder and takes("session_id"):
         return {**arguments, "session_id": earlier.session_id}
-    context = (f"This continues task #{earlier.task_id} (in this same folder): {earlier.description}\n"
+    where = "in this same folder" if same_folder else "whose folder has since been removed; its branch stays"
+    context = (f"This continues task #{earlier.task_id} ({where}): {earlier.description}\n"
                f"Its result was:\n{earlier.result or earlier.error or '(none)'}\n\nNow: {task.description}")
-    for key, value in template.items():
-        if isinstance(value, str) and "{description}" in value:
-            arguments[key] = value.replace("{description}", context)
+    for key, value in template.items():       # in the rendered text, so that what else it holds (memory) stays
+        if isinstance(value, str) and "{description}" in value and isinstance(arguments.get(key), str):
+            arguments[key] = arguments[key].replace(task.description, context, 1)
     return arguments
