@@ -11,7 +11,8 @@ has moved is replaced.
 
 Which repository a task means: a repo named in its text (a whole word), else the sender's default
 (`workspaces.senders`, fnmatch patterns), else `workspaces.default`, else the first repo. A task that
-continues an earlier one (`/continue`) gets the earlier task's worktree.
+continues an earlier one (`/continue`) gets the earlier task's worktree, made again at its path on its kept
+branch when it was removed by age meanwhile.
 
 git runs as asyncio subprocesses on the shared loop (clients/git_worktrees.py); outcomes come back as messages.
 """
@@ -76,6 +77,8 @@ class WorkspaceKeeper(SupervisedActor):
         self._trees: dict[str, Worktree] = {}          # by path
         self._preparing: dict[str, int] = {name: 0 for name in workspaces.repos}
         self._waiting: set[str] = set()                # executors told WorkspacesReady when one is prepared
+        self._reopening: dict[int, bool] = {}          # follow-ups whose earlier worktree is being made again:
+                                                       # True while git runs, False once it failed (use a fresh one)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def started(self) -> None:
@@ -118,8 +121,11 @@ class WorkspaceKeeper(SupervisedActor):
     # --- claims ------------------------------------------------------------------------------------------------
     def _claim(self, task: TaskView) -> WorkspaceClaimed | None:
         held = next((t for t in self._trees.values() if t.task_id == task.task_id), None)
-        if held is None and task.continues is not None:
+        if held is None and task.continues is not None and self._reopening.get(task.task_id) is not False:
             held = self._continued(task)
+            if held is None and task.task_id in self._reopening:
+                self._waiting.add(task.executor or "")
+                return None
         if held is None:
             repo = choose_repo(self._config, task.description, task.sender)
             held = next((t for t in self._trees.values() if t.repo == repo.name and self._state_of(t) == "ready"
@@ -137,10 +143,18 @@ class WorkspaceKeeper(SupervisedActor):
         return WorkspaceClaimed(held.path, held.branch, held.repo)
 
     def _continued(self, task: TaskView) -> Worktree | None:
+        """The earlier task's worktree; removed by age meanwhile, it is made again at the same path on its kept
+        branch (so that the work and a Claude Code session, which lives in its folder, go on) and None is
+        answered until it is ready."""
         earlier = self.directory.ask(ActorName.STATE_STORE, GetTask(task.continues))
         if earlier is None or earlier.workspace is None:
             return None
-        return self._trees.get(earlier.workspace)
+        tree = self._trees.get(earlier.workspace)
+        repo = self._repo_of(earlier.workspace)
+        if tree is None and repo is not None and earlier.branch and task.task_id not in self._reopening:
+            self._reopening[task.task_id] = True
+            self._run(_prepare(self._config.repos[repo], earlier.workspace, earlier.branch, task.task_id), None)
+        return tree
 
     def _task_changed(self, task: TaskView) -> None:
         for tree in self._trees.values():
@@ -158,11 +172,30 @@ class WorkspaceKeeper(SupervisedActor):
                 self._run(_prepare(repo, str(self._root / name / slug), _branch_for(name, slug)), name)
 
     def _prepared(self, prepared: WorkspacePrepared) -> None:
+        if prepared.for_task is not None:
+            self._reopened(prepared)
+            return
         self._preparing[prepared.repo] -= 1
         if prepared.error is not None:
             self._journal.record("workspace_failed", repo=prepared.repo, error=prepared.error)
             return   # the next sweep tries again
         self._trees[prepared.path] = Worktree(prepared.repo, prepared.path, prepared.branch, prepared.head)
+        self._tell_waiting()
+
+    def _reopened(self, prepared: WorkspacePrepared) -> None:
+        if prepared.error is None:
+            self._reopening.pop(prepared.for_task, None)
+            self._trees[prepared.path] = Worktree(prepared.repo, prepared.path, prepared.branch, prepared.head,
+                                                  task_id=prepared.for_task)
+            self._journal.record("workspace_reopened", task_id=prepared.for_task, path=prepared.path,
+                                 branch=prepared.branch)
+        else:   # the follow-up takes a fresh worktree, its prompt carrying the earlier task (workspace_arguments)
+            self._reopening[prepared.for_task] = False
+            self._journal.record("workspace_not_reopened", task_id=prepared.for_task, path=prepared.path,
+                                 error=prepared.error)
+        self._tell_waiting()
+
+    def _tell_waiting(self) -> None:
         for executor in self._waiting:
             self.directory.tell(executor, WorkspacesReady())
         self._waiting.clear()
@@ -223,14 +256,15 @@ def _branch_for(repo: str, slug: str) -> str:
     return f"omni/{repo}/{slug}"
 
 
-async def _prepare(repo: RepoConfig, path: str, branch: str) -> WorkspacePrepared:
+async def _prepare(repo: RepoConfig, path: str, branch: str, for_task: int | None = None) -> WorkspacePrepared:
+    """A fresh worktree on a new branch from the base; or, `for_task` given, one on the existing `branch`."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         await prune(repo.path)
-        head = await add_worktree(repo.path, path, branch, repo.base)
-        return WorkspacePrepared(repo.name, path, branch, head)
+        head = await add_worktree(repo.path, path, branch, None if for_task is not None else repo.base)
+        return WorkspacePrepared(repo.name, path, branch, head, for_task=for_task)
     except (GitFailed, OSError) as failure:
-        return WorkspacePrepared(repo.name, path, branch, "", error=str(failure))
+        return WorkspacePrepared(repo.name, path, branch, "", error=str(failure), for_task=for_task)
 
 
 async def _remove(repo: RepoConfig, path: str, unused_branch: str | None) -> WorkspaceRemoved:

@@ -59,9 +59,10 @@ async def check_repository(repo: str, base: str) -> str | None:
     return None
 
 
-async def add_worktree(repo: str, folder: str, branch: str, base: str) -> str:
-    """A new worktree at `folder` on a new `branch` from `base`; answers the commit it starts at."""
-    await git(repo, "worktree", "add", "--quiet", "-b", branch, folder, base)
+async def add_worktree(repo: str, folder: str, branch: str, base: str | None) -> str:
+    """A new worktree at `folder` on a new `branch` from `base` (`base` None: on the existing `branch`, as a
+    follow-up reopens a kept one); answers the commit it starts at."""
+    await git(repo, "worktree", "add", "--quiet", *(["-b", branch, folder, base] if base else [folder, branch]))
     return await git(folder, "rev-parse", "HEAD")
 
 

@@ -33,13 +33,15 @@ class SweepWorkspaces:
 
 @dataclass(frozen=True, slots=True)
 class WorkspacePrepared:
-    """A background `git worktree add` ended (`error` None: `path` is ready, from commit `head`)."""
+    """A background `git worktree add` ended (`error` None: `path` is ready, from commit `head`; or, `for_task`
+    given, `path` is the earlier worktree made again on its kept branch, held for that task)."""
 
     repo: str
     path: str
     branch: str
     head: str
     error: str | None = None
+    for_task: int | None = None    # reopened on a kept branch for this task's /continue (not a ready one)
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,24 @@ def test_continue_runs_in_the_same_worktree_with_the_earlier_result_as_context(w
     assert follow.result.startswith(f"coder done: This continues task #{first.task_id} (in this same folder)")
 
 
+def test_continue_after_the_worktree_was_removed_reopens_it_on_its_kept_branch(write_config, start_tree, repos):
+    config = workspaces(repos)
+    config["workspaces"]["repos"]["app"]["keep_s"] = 0.5
+    tree = start_tree(write_config(**config))
+    ready(tree)
+    first = run(tree, "[touch a.txt] fix the app")
+    wait_until(lambda: not Path(first.workspace).exists(), 15, "the kept worktree removed after keep_s")
+    command(tree, f"/continue {first.task_id} [touch b.txt] now add a test", "telegram:1")
+    follow = finished(tree, first.task_id + 1)
+    assert follow.state == "completed", follow.error
+    assert (follow.workspace, follow.branch) == (first.workspace, first.branch)   # the same folder, made again
+    assert follow.result.startswith(f"coder done: This continues task #{first.task_id} (in this same folder)")
+    # Kept 0.5 s, it is removed again, its leftovers committed: the branch holds both tasks' work, so the
+    # follow-up ran on the kept branch (a fresh worktree from main would have no a.txt).
+    wait_until(lambda: not Path(follow.workspace).exists(), 15, "the reopened worktree removed after keep_s")
+    assert {"a.txt", "b.txt"} <= set(git(repos["app"], "ls-tree", "-r", "--name-only", first.branch).split())
+
+
 def test_continue_is_refused_for_another_user_and_for_an_unfinished_task(write_config, start_tree, repos):
     tree = start_tree(write_config(**workspaces(repos)))
     ready(tree)
