@@ -11,6 +11,7 @@ that provides them; with none healthy the task waits, saying so.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from messages import (ChooseTier, Complete, Completion, CompletionFailed, Execut
                       ListTasks, ModeChanged, Reconcile, RecordDecision, TaskChanged, TaskView, Transition)
 
 from messages.routing import RecordEvidence
+from routing import load_classifier
 from routing.decide import KindDecision, after_model, choose_executor, decide_kind
 
 from runtime import ChildContext, SupervisedActor
@@ -48,6 +50,9 @@ class Router(SupervisedActor):
         self._mode = "normal"
 
     def started(self) -> None:
+        # Read now (scikit-learn imported: a second, more on a busy machine), not on the first task; beside the
+        # start, so that the gateway answers meanwhile (a first decision waits on the classifier's lock).
+        threading.Thread(target=load_classifier, name="classifier-warm-up", daemon=True).start()
         self._mode = self.directory.ask(ActorName.SYSTEM_MODE, GetMode())["mode"]
         self._reconcile(older_than_s=0)
         self.loop.tell_every(self._reconcile_interval_s, self.actor_ref, Reconcile())
