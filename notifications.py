@@ -15,6 +15,8 @@ Rules (one place for them):
   sender opted into failures during quiet hours (`failures_in_quiet`), and progress, which is dropped (by the
   end of quiet hours the task's own outcome, held, is the news that matters).
 - `created` is the answer to the sender's own message: only its switch counts, never quiet hours.
+- A budget warning below the sender's own share (`budget_at`, % of the cap) is dropped: the shares at which
+  warnings fire at all are `budget.warn_at`; a sender may hear only of the later ones.
 - Progress goes at most once per `im.progress_interval_s` per task; a report arriving sooner waits, replaced
   by any later one (the latest wins).
 """
@@ -45,6 +47,7 @@ class NotifySetting:
     failures_in_quiet: bool = True
     locale: str | None = None           # None: im.locale
     timezone: str = "UTC"
+    budget_at: int = 0                  # budget warnings below this share of a cap (%) do not reach them
 
     def wants(self, event: str) -> bool:
         return event in self.events
@@ -77,7 +80,8 @@ def parse_quiet(text: str) -> tuple[int, int] | None:
 
 
 def format_quiet(quiet: tuple[int, int] | None) -> str:
-    """>>> format_quiet((1320, 450)), format_quiet(None)
+    """
+    >>> format_quiet((1320, 450)), format_quiet(None)
     ('22:00-07:30', 'off')
     """
     if quiet is None:
@@ -116,8 +120,23 @@ def parse_timezone(name: str) -> str:
     return str(name)
 
 
+def parse_share(text: Any) -> int:
+    """A share of a cap in percent, 0 to 100 (`90`, `90%`, `９０％`; `off` is 0: every warning). Raises BadSetting.
+
+    >>> parse_share("90%"), parse_share("９０％"), parse_share(75), parse_share("off")
+    (90, 90, 75, 0)
+    """
+    folded = unicodedata.normalize("NFKC", str(text)).strip().rstrip("%").strip()
+    if folded.lower() in ("off", "none", "no", "false"):
+        return 0
+    if not folded.isdigit() or not 0 <= int(folded) <= 100:
+        raise BadSetting("budget_at", text, "a share of the cap in percent, 0 to 100 (e.g. 90), or off")
+    return int(folded)
+
+
 def parse_locale(name: str) -> str:
-    """>>> parse_locale("zh-hant")
+    """
+    >>> parse_locale("zh-hant")
     'zh-Hant'
     """
     for locale in LOCALES:
@@ -147,6 +166,8 @@ def apply(base: NotifySetting, changes: Mapping[str, Any]) -> NotifySetting:
             fields[name] = parse_locale(value)
         elif name == "timezone":
             fields[name] = parse_timezone(value)
+        elif name == "budget_at":
+            fields[name] = parse_share(value)
     return dataclasses.replace(base, **fields)
 
 
@@ -168,12 +189,14 @@ def describe(setting: NotifySetting) -> dict[str, str]:
     """The setting as `/notify` shows it (event names in EVENTS' order)."""
     return {"events": ", ".join(event for event in EVENTS if event in setting.events) or "none",
             "quiet": format_quiet(setting.quiet), "failures_in_quiet": "on" if setting.failures_in_quiet else "off",
-            "locale": setting.locale or "", "timezone": setting.timezone}
+            "locale": setting.locale or "", "timezone": setting.timezone,
+            "budget_at": f"{setting.budget_at}%" if setting.budget_at else "off"}
 
 
 # --- the policy -----------------------------------------------------------------------------------------------
 def event_of_notice(key: str) -> str:
-    """>>> event_of_notice("paid_tier_started"), event_of_notice("litellm_down")
+    """
+    >>> event_of_notice("paid_tier_started"), event_of_notice("litellm_down")
     ('paid', 'mode')
     """
     return NOTICE_EVENTS.get(key, "mode")
@@ -194,8 +217,8 @@ def in_quiet_hours(setting: NotifySetting, at: float) -> bool:
     return start <= minute < end if start < end else minute >= start or minute < end
 
 
-def decide(setting: NotifySetting, event: str, at: float) -> Verdict:
-    """Send now, hold until quiet hours end, or drop.
+def decide(setting: NotifySetting, event: str, at: float, share: float | None = None) -> Verdict:
+    """Send now, hold until quiet hours end, or drop. `share`: a budget warning's share of its cap (0.8).
 
     >>> quiet = NotifySetting(quiet=(0, 24 * 60 - 1), failures_in_quiet=True)   # quiet nearly all day (UTC)
     >>> at = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -203,8 +226,10 @@ def decide(setting: NotifySetting, event: str, at: float) -> Verdict:
     ['hold', 'send', 'drop', 'send']
     >>> decide(NotifySetting(events=frozenset({"failed"})), "completed", at)
     'drop'
+    >>> [decide(NotifySetting(budget_at=90), "budget", at, share) for share in (0.8, 0.9)]
+    ['drop', 'send']
     """
-    if not setting.wants(event):
+    if not setting.wants(event) or (event == "budget" and share is not None and share * 100 < setting.budget_at):
         return "drop"
     if event == "created" or not in_quiet_hours(setting, at):
         return "send"

@@ -408,13 +408,13 @@ class OpenClawBridge(SupervisedActor):
             return None
         return conversation["session_key"]
 
-    def _notify(self, sender: str, event: str, render: Any, what: str) -> None:
+    def _notify(self, sender: str, event: str, render: Any, what: str, share: float | None = None) -> None:
         """`render(locale)` → the text. Sent, held for the end of the sender's quiet hours, or dropped."""
         session_key = self._conversation(sender)
         if session_key is None:
             return
         setting = self._setting(sender)
-        verdict = policy.decide(setting, event, time.time())
+        verdict = policy.decide(setting, event, time.time(), share)
         if verdict == "drop":
             self._counts["dropped"] += 1
             return
@@ -476,9 +476,10 @@ class OpenClawBridge(SupervisedActor):
         now = time.time()
         senders = notice.to or tuple(sender for sender, seen in self._state["senders"].items()
                                      if now - seen["seen_at"] <= self._im.recent_s)
+        share = dict(notice.params).get("share")       # a budget warning's, in percent
         for sender in sorted(set(senders)):
             self._notify(sender, policy.event_of_notice(notice.key), lambda locale: self._notice_text(notice, locale),
-                         "notice")
+                         "notice", float(share) / 100 if share is not None else None)
 
     def _notice_text(self, notice: Notice, locale: str) -> str:
         """The notice in `locale`: as it came when that is the configured language (the local model's wording

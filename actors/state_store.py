@@ -71,7 +71,7 @@ WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecis
           RecordInbound, QueueOutbound, MarkSent, RecordWorkspace, RecordSession,
           SaveNotifySetting, HoldNotification, ReleaseHeld)
 GROUP_MAX = 64
-SETTING_FIELDS = ("events", "quiet", "failures_in_quiet", "locale", "timezone")   # notify_setting's
+SETTING_FIELDS = ("events", "quiet", "failures_in_quiet", "locale", "timezone", "budget_at")   # notify_setting's
 PROGRESS_LISTENERS = (ActorName.OPENCLAW_BRIDGE,)   # the console reads the task's progress column
 # What a write refuses before it has written anything: the rest of its group commits regardless.
 REFUSALS = (IllegalTransition, UnknownTask, KeyReused, KeyError, ValueError)

@@ -7,6 +7,7 @@ SQLite, `notify_setting`, so the OpenClaw bridge and our gateway's `command` too
     /notify failures off              failures wait for the end of quiet hours too (`on`: they come at once)
     /notify language zh-Hant          replies and news in that language (en | zh-Hant | zh-Hans)
     /notify timezone Asia/Taipei      the clock of their quiet hours
+    /notify budget 90                 budget warnings only from 90 % of a cap (`off`: at every budget.warn_at)
     /notify reset                     back to what config says
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def notify(interpreter: Any, argument: str, sender: str) -> str:
     return saved + "\n" + show(interpreter, sender, setting)
 
 
-ACTIONS = ("on", "off", "quiet", "failures", "language", "timezone", "reset")
+ACTIONS = ("on", "off", "quiet", "failures", "language", "timezone", "budget", "reset")
 
 
 def _changes(interpreter: Any, action: str, rest: str, current: policy.NotifySetting) -> dict[str, Any] | None:
@@ -62,6 +63,8 @@ def _changes(interpreter: Any, action: str, rest: str, current: policy.NotifySet
         return {"failures_in_quiet": ON_OFF[rest.lower()]}
     if action == "language":
         return {"locale": policy.parse_locale(rest)}
+    if action == "budget":
+        return {"budget_at": policy.parse_share(rest)}
     return {"timezone": policy.parse_timezone(rest)}
 
 
@@ -77,6 +80,8 @@ def _expected(interpreter: Any, what: str) -> str:
             return interpreter._say("im_expect_one_of", options=", ".join(policy.LOCALES))
         case "timezone":
             return interpreter._say("im_notify_expect_timezone")
+        case "budget_at" | "budget":
+            return interpreter._say("im_notify_expect_share")
     return interpreter._say("im_notify_expect_action")
 
 
@@ -87,4 +92,5 @@ def show(interpreter: Any, sender: str, setting: policy.NotifySetting) -> str:
     return interpreter._say("im_notify_show", locale=locale, sender=sender, events=shown["events"],
                             quiet=on_off[False] if setting.quiet is None else shown["quiet"],
                             timezone=setting.timezone, failures=on_off[setting.failures_in_quiet],
-                            language=locale or interpreter._im.locale)
+                            language=locale or interpreter._im.locale,
+                            budget=shown["budget_at"] if setting.budget_at else on_off[False])

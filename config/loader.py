@@ -330,7 +330,7 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
     )
 
 
-NOTIFY_KEYS = {"events", "quiet", "failures_in_quiet", "locale", "timezone"}
+NOTIFY_KEYS = {"events", "quiet", "failures_in_quiet", "locale", "timezone", "budget_at"}
 
 
 def _notify(node: _Node, base: NotifySetting) -> tuple[NotifySetting, dict[str, NotifySetting]]:

@@ -98,6 +98,7 @@ class NotifySetting(_Row):
     failures_in_quiet = peewee.BooleanField(null=True)
     locale = peewee.CharField(null=True)
     timezone = peewee.CharField(null=True)
+    budget_at = peewee.IntegerField(null=True)   # budget warnings below this share of a cap (%) are dropped
     updated_at = peewee.DoubleField()
 
 
@@ -153,6 +154,8 @@ def _add_missing_columns(database: peewee.SqliteDatabase) -> None:
             database.execute_sql(f'ALTER TABLE "task" ADD COLUMN "{name}" {kind}')
     if "progress" not in columns:
         database.execute_sql('ALTER TABLE "task" ADD COLUMN "progress" TEXT')
+    if "budget_at" not in {column.name for column in database.get_columns(NotifySetting._meta.table_name)}:
+        database.execute_sql('ALTER TABLE "notify_setting" ADD COLUMN "budget_at" INTEGER')
 
 
 WORKSPACE_COLUMNS = (("workspace", "TEXT"), ("branch", "VARCHAR(255)"), ("session_id", "VARCHAR(255)"),

@@ -205,6 +205,17 @@ def test_notices_follow_each_senders_events_and_language(write_config, start_tre
     assert not any(m["to"] == USER and m["text"] == say("en", "litellm_down", error="refused")
                    for m in mine.admin.outbound())
 
+    assert "90%" in theirs.ask("/notify budget 90")                   # budget warnings only from 90 % of a cap
+    for share in ("80", "95"):
+        params = {"share": share, "spent": "0.80", "cap": "1.00"}
+        tree.directory.tell("openclaw_bridge", Notice("budget_warning_daily", say("en", "budget_warning_daily",
+                                                                                  **params),
+                                                      (USER, other), params=tuple(params.items())))
+        mine.news(say("en", "budget_warning_daily", **params))     # every share still reaches the other sender
+    theirs.news(say("zh-Hant", "budget_warning_daily", share="95", spent="0.80", cap="1.00"))
+    below = say("zh-Hant", "budget_warning_daily", share="80", spent="0.80", cap="1.00")
+    assert not any(m["to"] == other and below in m["text"] for m in theirs.admin.outbound())
+
 
 def test_the_console_shows_a_running_tasks_latest_progress():
     from surfaces.live_console import render_tasks

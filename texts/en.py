@@ -127,14 +127,17 @@ TEXTS = {
     # --- notifications (notifications.py, commands/notify.py) -----------------------------------------------
     "im_task_progress_line": "Progress: {progress}",
     "im_task_progress": "Task #{task_id}: {progress}",
-    "im_help_notify": "what reaches you: events, quiet hours, language, timezone (/notify alone shows them)",
+    "im_help_notify": "what reaches you: events, quiet hours, language, timezone, budget share "
+                      "(/notify alone shows them)",
     "im_notify_show": "Notifications for {sender}:\nEvents: {events}\nQuiet hours: {quiet} ({timezone}); news is "
-                      "held until they end\nFailures during quiet hours: {failures}\nLanguage: {language}",
+                      "held until they end\nFailures during quiet hours: {failures}\nLanguage: {language}\n"
+                      "Budget warnings only from: {budget}",
     "im_notify_saved": "Saved.",
     "im_notify_reset": "Back to the configured setting.",
     "im_notify_on": "on",
     "im_notify_off": "off",
-    "im_notify_expect_action": "one of on, off, quiet, failures, language, timezone, reset",
+    "im_notify_expect_action": "one of on, off, quiet, failures, language, timezone, budget, reset",
+    "im_notify_expect_share": "a share of the cap in percent, 0 to 100 (e.g. 90), or off",
     "im_notify_expect_events": "event names from {events} (or all)",
     "im_notify_expect_quiet": "a time range HH:MM-HH:MM (e.g. 22:00-07:00) or off",
     "im_notify_expect_on_off": "on or off",

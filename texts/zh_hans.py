@@ -116,15 +116,16 @@ TEXTS = {
     # --- notifications (notifications.py, commands/notify.py) -----------------------------------------------
     "im_task_progress_line": "进度：{progress}",
     "im_task_progress": "任务 #{task_id}：{progress}",
-    "im_help_notify": "设置要收到哪些通知：事件、免打扰时段、语言、时区（只输入 /notify 会显示当前设置）",
+    "im_help_notify": "设置要收到哪些通知：事件、免打扰时段、语言、时区、预算警告起点（只输入 /notify 会显示当前设置）",
     "im_notify_show": "{sender} 的通知设置：\n事件：{events}\n免打扰时段：{quiet}（{timezone}）；期间的消息"
                       "会在结束后送达\n"
-                      "免打扰时段内的失败通知：{failures}\n语言：{language}",
+                      "免打扰时段内的失败通知：{failures}\n语言：{language}\n预算警告起点：{budget}",
     "im_notify_saved": "已保存。",
     "im_notify_reset": "已恢复为配置文件中的设置。",
     "im_notify_on": "开",
     "im_notify_off": "关",
-    "im_notify_expect_action": "on、off、quiet、failures、language、timezone、reset 之一",
+    "im_notify_expect_action": "on、off、quiet、failures、language、timezone、budget、reset 之一",
+    "im_notify_expect_share": "上限的百分比，0 到 100（例如 90），或 off",
     "im_notify_expect_events": "事件名称，可用：{events}（或 all）",
     "im_notify_expect_quiet": "时间范围 HH:MM-HH:MM（例如 22:00-07:00）或 off",
     "im_notify_expect_on_off": "on 或 off",

@@ -116,15 +116,16 @@ TEXTS = {
     # --- notifications (notifications.py, commands/notify.py) -----------------------------------------------
     "im_task_progress_line": "進度：{progress}",
     "im_task_progress": "任務 #{task_id}：{progress}",
-    "im_help_notify": "設定要收到哪些通知：事件、勿擾時段、語言、時區（只打 /notify 會顯示目前設定）",
+    "im_help_notify": "設定要收到哪些通知：事件、勿擾時段、語言、時區、預算警告起點（只打 /notify 會顯示目前設定）",
     "im_notify_show": "{sender} 的通知設定：\n事件：{events}\n勿擾時段：{quiet}（{timezone}）；期間的消息"
                       "會在結束後送達\n"
-                      "勿擾時段內的失敗通知：{failures}\n語言：{language}",
+                      "勿擾時段內的失敗通知：{failures}\n語言：{language}\n預算警告起點：{budget}",
     "im_notify_saved": "已儲存。",
     "im_notify_reset": "已恢復為設定檔中的設定。",
     "im_notify_on": "開",
     "im_notify_off": "關",
-    "im_notify_expect_action": "on、off、quiet、failures、language、timezone、reset 其中之一",
+    "im_notify_expect_action": "on、off、quiet、failures、language、timezone、budget、reset 其中之一",
+    "im_notify_expect_share": "上限的百分比，0 到 100（例如 90），或 off",
     "im_notify_expect_events": "事件名稱，可用：{events}（或 all）",
     "im_notify_expect_quiet": "時間範圍 HH:MM-HH:MM（例如 22:00-07:00）或 off",
     "im_notify_expect_on_off": "on 或 off",
