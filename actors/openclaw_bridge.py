@@ -2,7 +2,7 @@
 
 The orchestrator is an MCP client of OpenClaw's channel bridge (config `im.openclaw`). This actor
 long-polls `events_wait(after_cursor, timeout_ms)` on the shared loop (each outcome comes back as an
-`EventWaited`), gives every user message to the command interpreter (`surfaces/commands.py`) as from
+`EventWaited`), gives every user message to the command interpreter (`commands/interpreter.py`) as from
 the sender OpenClaw names (`telegram:4242`), and answers with `messages_send(session_key, text)`. Our
 own replies echo back as `assistant` events: they are skipped, or the bridge would talk to itself.
 

@@ -18,7 +18,7 @@ TEXTS = {
                               "(${spent} of ${cap}).",
     "budget_exhausted": "The {period} budget for paid models (${cap:.2f}) is used up: paid calls are refused "
                         "until it resets; free calls go on.",
-    # --- IM commands (surfaces/commands.py) -----------------------------------------------------------------
+    # --- IM commands (commands/interpreter.py) -----------------------------------------------------------------
     "im_refused": "Sorry, {sender} may not give commands here. (This was logged.)",
     "im_unknown_command": "Unknown command {command}. Send /help to see the commands.",
     "im_bad_argument": "{command}: {argument} is not {expected}. Usage: {usage}",

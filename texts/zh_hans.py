@@ -12,7 +12,7 @@ TEXTS = {
     "budget_warning_daily": "预算提醒：今日付费模型花费已达每日上限的 {share}%（${spent} / ${cap}）。",
     "budget_warning_monthly": "预算提醒：本月付费模型花费已达每月上限的 {share}%（${spent} / ${cap}）。",
     "budget_exhausted": "付费模型的{period}预算（${cap:.2f}）已用完：付费调用暂停至重置，免费调用照常。",
-    # --- IM 指令（surfaces/commands.py） ----------------------------------------------------------------------
+    # --- IM 指令（commands/interpreter.py） ----------------------------------------------------------------------
     "im_refused": "抱歉，{sender} 无权在此下达指令。（已记录）",
     "im_unknown_command": "未知的指令 {command}。发送 /help 查看所有指令。",
     "im_bad_argument": "{command}：{argument} 不是{expected}。用法：{usage}",

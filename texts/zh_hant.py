@@ -12,7 +12,7 @@ TEXTS = {
     "budget_warning_daily": "預算提醒：今日付費模型花費已達每日上限的 {share}%（${spent} / ${cap}）。",
     "budget_warning_monthly": "預算提醒：本月付費模型花費已達每月上限的 {share}%（${spent} / ${cap}）。",
     "budget_exhausted": "付費模型的{period}預算（${cap:.2f}）已用完：付費調用暫停至重置，免費調用照常。",
-    # --- IM 指令（surfaces/commands.py） ----------------------------------------------------------------------
+    # --- IM 指令（commands/interpreter.py） ----------------------------------------------------------------------
     "im_refused": "抱歉，{sender} 無權在此下達指令。（已記錄）",
     "im_unknown_command": "未知的指令 {command}。傳送 /help 查看所有指令。",
     "im_bad_argument": "{command}：{argument} 不是{expected}。用法：{usage}",
