@@ -115,9 +115,8 @@ class Brainstem(SupervisedActor):
             if f.cancelled():
                 return
             error = f.exception()
-            if self.actor_ref.is_alive():
-                self.actor_ref.tell(LocalModelSettled(action, time.monotonic() - started,
-                                                      None if error is None else describe(error)))
+            self.tell_self(LocalModelSettled(action, time.monotonic() - started,
+                                             None if error is None else describe(error)))
         future.add_done_callback(settled)
 
     def _model_settled(self, settled: LocalModelSettled) -> None:

@@ -194,8 +194,7 @@ class Executor(SupervisedActor):
             ended = CallEnded(task_id, "cancelled", "cancelled", time.monotonic() - started, generation)
         except Exception as error:   # an unexpected client fault fails this task, not the executor
             ended = CallEnded(task_id, "failed", describe(error), time.monotonic() - started, generation)
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(ended)
+        self.tell_self(ended)
 
     def _finish(self, ended: CallEnded) -> None:
         entry = self._running.pop(ended.task_id, None)
@@ -278,18 +277,8 @@ class Executor(SupervisedActor):
 
     def _link_opened(self, tools: tuple[str, ...]) -> None:
         self._tell_health()
-        self._watch_link(self._links.generation)
+        self._links.watch()
         self._drain()
-
-    def _watch_link(self, generation: int) -> None:
-        """Notice a server that dies while no call is running, instead of at the next task."""
-        link = self._links.link
-
-        def lost(future: concurrent.futures.Future[str]) -> None:
-            if not future.cancelled() and self.actor_ref.is_alive():
-                self.actor_ref.tell(LinkDown(generation, future.result() if future.exception() is None
-                                             else describe(future.exception())))
-        self.loop.submit(link.wait_lost()).add_done_callback(lost)
 
     def _link_down(self, error: str) -> None:
         self._journal.record("executor_down", executor=self.name, error=error)

@@ -69,8 +69,7 @@ class HealthMonitor(SupervisedActor):
         error = future.exception()
         answer = CloudAnswered(True, False, "answered") if error is None else \
             CloudAnswered(False, getattr(error, "timed_out", False), str(error))
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(answer)
+        self.tell_self(answer)
 
     def _weigh(self, answer: CloudAnswered) -> None:
         if not answer.real_call:

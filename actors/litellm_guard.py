@@ -116,7 +116,7 @@ class LiteLLMGuard(SupervisedActor):
     # --- the route -----------------------------------------------------------------------------------------
     def _probe(self) -> None:
         future = self.loop.submit(probe_liveliness(self._client, self._config.url, self._config.probe_timeout_s))
-        future.add_done_callback(lambda f: f.cancelled() or self._tell_self(
+        future.add_done_callback(lambda f: f.cancelled() or self.tell_self(
             ProbeResult(*f.result()) if not f.exception() else ProbeResult(False, describe(f.exception()))))
 
     def _probed(self, result: ProbeResult) -> None:
@@ -279,12 +279,9 @@ class LiteLLMGuard(SupervisedActor):
                 return "proxy", await call_via_proxy(self._client, self._config.url, self._config.proxy_key, tier,
                                                      request.messages, request.max_tokens, timeout)
             except ProxyUnreachable as unreachable:
-                self._tell_self(ProbeResult(False, f"a call could not reach the proxy: {unreachable}"))
+                self.tell_self(ProbeResult(False, f"a call could not reach the proxy: {unreachable}"))
         return "direct", await call_direct(self._client, tier, request.messages, request.max_tokens, timeout)
 
-    def _tell_self(self, message: Any) -> None:
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(message)
 
 
 def _outcome(future: concurrent.futures.Future[Completion], request: Complete) -> Completion | CompletionFailed:

@@ -111,7 +111,7 @@ class Memory(SupervisedActor):
             error, lost = str(gone), True
         except Exception as fault:   # an unexpected client fault: this task runs without memory
             error = describe(fault)
-        self._tell_self(SearchEnded(task.task_id, reply_to, texts, error, generation, lost))
+        self.tell_self(SearchEnded(task.task_id, reply_to, texts, error, generation, lost))
 
     def _searched(self, ended: SearchEnded) -> None:
         if ended.link_lost:
@@ -180,7 +180,7 @@ class Memory(SupervisedActor):
             error, lost = str(gone), True
         except Exception as fault:
             error = describe(fault)
-        self._tell_self(DeliveryEnded(entry_id, error, generation, lost))
+        self.tell_self(DeliveryEnded(entry_id, error, generation, lost))
 
     def _delivery_ended(self, ended: DeliveryEnded) -> None:
         if ended.link_generation != self._links.generation:   # a call on a link since replaced: its entry was
@@ -215,21 +215,10 @@ class Memory(SupervisedActor):
     def _link_opened(self, tools: tuple[str, ...]) -> None:
         self._links.healthy()
         self._journal.record("memory_up", waiting=self._outbox.waiting())
-        self._watch_link(self._links.generation)
+        self._links.watch()
         self._deliver()
-
-    def _watch_link(self, generation: int) -> None:
-        """Notice a server that dies between calls, instead of at the next task."""
-        def lost(future: concurrent.futures.Future[str]) -> None:
-            if not future.cancelled():
-                self._tell_self(LinkDown(generation, future.result() if future.exception() is None
-                                         else describe(future.exception())))
-        self.loop.submit(self._links.link.wait_lost()).add_done_callback(lost)
 
     def _link_down(self, error: str) -> None:
         self._delivering = None    # a call in flight on the dead link reports link_lost; its entry stays queued
         self._journal.record("memory_down", error=error)
 
-    def _tell_self(self, message: Any) -> None:
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(message)

@@ -266,7 +266,7 @@ class OpenClawBridge(SupervisedActor):
         if self._im.session_key:
             arguments["session_key"] = self._im.session_key
         future = self.loop.submit(link.call_json("events_wait", arguments, self._im.wait_ms / 1000 + 10))
-        future.add_done_callback(lambda f: self._tell_self(_outcome_of_wait(generation, f)))
+        future.add_done_callback(lambda f: self.tell_self(_outcome_of_wait(generation, f)))
 
     def _event_waited(self, waited: EventWaited) -> None:
         if waited.error is not None:          # the bridge answered with an error: poll again after a pause
@@ -358,7 +358,7 @@ class OpenClawBridge(SupervisedActor):
 
         def done(future: concurrent.futures.Future[TranscriptsRead]) -> None:
             error = _error_of(future)
-            self._tell_self(TranscriptsRead(generation, error=error) if error else future.result())
+            self.tell_self(TranscriptsRead(generation, error=error) if error else future.result())
         self.loop.submit(read()).add_done_callback(done)
 
     def _transcripts_read(self, read: TranscriptsRead) -> None:
@@ -519,7 +519,7 @@ class OpenClawBridge(SupervisedActor):
         self._await_sent(outbound_id, session_key, future)
 
     def _await_sent(self, outbound_id: int, session_key: str, future: concurrent.futures.Future[Any]) -> None:
-        future.add_done_callback(lambda f: self._tell_self(MessageSent(outbound_id, session_key, _error_of(f))))
+        future.add_done_callback(lambda f: self.tell_self(MessageSent(outbound_id, session_key, _error_of(f))))
 
     def _pump_all(self) -> None:
         for session_key in list(self._outbox):
@@ -588,9 +588,6 @@ class OpenClawBridge(SupervisedActor):
     def _save(self) -> None:
         self.directory.ask(STORE, SaveState(self.name, self._state))
 
-    def _tell_self(self, message: Any) -> None:
-        if self.actor_ref.is_alive():         # a crashed incarnation's calls report to nobody
-            self.actor_ref.tell(message)
 
 
 def _outcome_of_wait(generation: int, future: concurrent.futures.Future[dict[str, Any]]) -> Any:

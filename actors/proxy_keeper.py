@@ -140,11 +140,11 @@ class ProxyKeeper(SupervisedActor):
         future = self.loop.submit(asyncio.to_thread(work))
 
         def done(f: Any) -> None:
-            if f.cancelled() or not self.actor_ref.is_alive():
+            if f.cancelled():
                 return
             error = f.exception()
             result = None if error else f.result()
-            self.actor_ref.tell(outcome(result, None if error is None else describe(error)))
+            self.tell_self(outcome(result, None if error is None else describe(error)))
         future.add_done_callback(done)
 
     def _event(self, detail: str) -> None:

@@ -153,7 +153,7 @@ class WorkspaceKeeper(SupervisedActor):
         repo = self._repo_of(earlier.workspace)
         if tree is None and repo is not None and earlier.branch and task.task_id not in self._reopening:
             self._reopening[task.task_id] = True
-            self._run(_prepare(self._config.repos[repo], earlier.workspace, earlier.branch, task.task_id), None)
+            self._run(_prepare(self._config.repos[repo], earlier.workspace, earlier.branch, task.task_id))
         return tree
 
     def _task_changed(self, task: TaskView) -> None:
@@ -169,7 +169,7 @@ class WorkspaceKeeper(SupervisedActor):
             while ready + self._preparing[name] < READY_PER_REPO:
                 self._preparing[name] += 1
                 slug = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-                self._run(_prepare(repo, str(self._root / name / slug), _branch_for(name, slug)), name)
+                self._run(_prepare(repo, str(self._root / name / slug), _branch_for(name, slug)))
 
     def _prepared(self, prepared: WorkspacePrepared) -> None:
         if prepared.for_task is not None:
@@ -202,13 +202,13 @@ class WorkspaceKeeper(SupervisedActor):
 
     def _sweep(self) -> None:
         ready = {t.path: t.repo for t in self._trees.values() if self._state_of(t) == "ready"}
-        self._run(_heads(self._config, ready), None)
+        self._run(_heads(self._config, ready))
         now = time.time()
         for tree in list(self._trees.values()):
             keep_s = self._config.repos[tree.repo].keep_s
             if tree.ended_at is not None and now - tree.ended_at > keep_s and tree.task_id is not None:
                 tree.ended_at = float("inf")   # being removed: not swept twice
-                self._run(_remove(self._config.repos[tree.repo], tree.path, None), None)
+                self._run(_remove(self._config.repos[tree.repo], tree.path, None))
         self._top_up()
 
     def _refresh(self, heads: BaseHeads) -> None:
@@ -220,7 +220,7 @@ class WorkspaceKeeper(SupervisedActor):
                 base = heads.heads.get(tree.repo)
                 if base and tree.head != base:
                     del self._trees[path]
-                    self._run(_remove(self._config.repos[tree.repo], path, tree.branch), None)
+                    self._run(_remove(self._config.repos[tree.repo], path, tree.branch))
         self._top_up()
 
     def _removed(self, removed: WorkspaceRemoved) -> None:
@@ -234,12 +234,11 @@ class WorkspaceKeeper(SupervisedActor):
         self._journal.record("workspace_removed", repo=removed.repo, path=removed.path)
 
     # --- helpers -----------------------------------------------------------------------------------------------
-    def _run(self, coroutine: Any, preparing: str | None) -> None:
-        """Run a git coroutine on the loop; its message (or a failure) comes back to this actor."""
+    def _run(self, coroutine: Any) -> None:
+        """Run a git coroutine on the loop; its message (it answers failures as messages too) comes back here."""
         def done(future: Any) -> None:
-            if future.cancelled() or not self.actor_ref.is_alive():
-                return
-            self.actor_ref.tell(future.result())
+            if not future.cancelled():
+                self.tell_self(future.result())
         self.loop.submit(coroutine).add_done_callback(done)
 
     def _state_of(self, tree: Worktree) -> str:

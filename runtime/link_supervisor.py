@@ -48,7 +48,8 @@ class LinkSupervisor:
 
         def opened(future: concurrent.futures.Future[list[str]]) -> None:
             error = _error_of(future)
-            self._tell(LinkDown(generation, error) if error else LinkOpened(generation, tuple(future.result())))
+            self._actor.tell_self(LinkDown(generation, error) if error else LinkOpened(generation,
+                                                                                      tuple(future.result())))
         self._actor.loop.submit(link.open()).add_done_callback(opened)
 
     def adopt(self, link: Any) -> None:
@@ -87,6 +88,16 @@ class LinkSupervisor:
         self.failures = 0
         self.down(self.generation, why)
 
+    def watch(self) -> None:
+        """Notice the link dying while no call runs on it (its server exits), instead of at the next call:
+        `LinkDown` is told then. For links that can say so (`wait_lost()`, as McpLink can)."""
+        generation = self.generation
+
+        def lost(future: concurrent.futures.Future[str]) -> None:
+            if not future.cancelled():
+                self._actor.tell_self(LinkDown(generation, _error_of(future) or future.result()))
+        self._actor.loop.submit(self.link.wait_lost()).add_done_callback(lost)
+
     def healthy(self) -> None:
         """The link did its work: the next failure starts the backoff afresh."""
         self.failures = 0
@@ -106,10 +117,6 @@ class LinkSupervisor:
             return
         self.status, self._opened_at = "up", time.monotonic()
         self._on_up(tools)
-
-    def _tell(self, message: Any) -> None:
-        if self._actor.actor_ref.is_alive():   # a crashed incarnation's links report to nobody
-            self._actor.actor_ref.tell(message)
 
 
 def _error_of(future: concurrent.futures.Future[Any]) -> str | None:

@@ -72,6 +72,12 @@ class SupervisedActor(pykka.ThreadingActor):
         """Plain data describing this actor's state, for `Introspect` (console, REPL). No secrets."""
         return {}
 
+    def tell_self(self, message: Any) -> None:
+        """Tell this actor `message` from work that ran elsewhere (a callback on the loop, a thread): the outcome
+        of work a crashed or stopped incarnation left running reports to nobody."""
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(message)
+
     def unhandled(self, message: Any) -> Any:
         """The default arm of a subclass's `match`: the control messages every actor understands."""
         match message:
