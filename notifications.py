@@ -31,6 +31,8 @@ from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EVENTS = ("created", "progress", "completed", "failed", "mode", "paid", "budget")
+# What a sender may set, by these names in config (im.notify), in /notify's row (notify_setting) and in `apply`.
+SETTINGS = ("events", "quiet", "failures_in_quiet", "locale", "timezone", "budget_at")
 LOCALES = ("en", "zh-Hant", "zh-Hans")
 Verdict = Literal["send", "hold", "drop"]
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -152,22 +154,10 @@ def apply(base: NotifySetting, changes: Mapping[str, Any]) -> NotifySetting:
     >>> apply(NotifySetting(), {"events": "failed", "quiet": "23:00-06:00", "timezone": "Asia/Taipei"}).quiet
     (1380, 360)
     """
-    fields: dict[str, Any] = {}
-    for name, value in changes.items():
-        if value is None:
-            continue
-        if name == "events":
-            fields[name] = parse_events(value)
-        elif name == "quiet":         # YAML reads a bare `off` as false
-            fields[name] = None if value is False else parse_quiet(value)
-        elif name == "failures_in_quiet":
-            fields[name] = bool(value)
-        elif name == "locale":
-            fields[name] = parse_locale(value)
-        elif name == "timezone":
-            fields[name] = parse_timezone(value)
-        elif name == "budget_at":
-            fields[name] = parse_share(value)
+    parsers = {"events": parse_events, "quiet": lambda value: None if value is False else parse_quiet(value),
+               "failures_in_quiet": bool, "locale": parse_locale, "timezone": parse_timezone,
+               "budget_at": parse_share}     # (quiet: YAML reads a bare `off` as false)
+    fields = {name: parsers[name](value) for name, value in changes.items() if value is not None and name in parsers}
     return dataclasses.replace(base, **fields)
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clients import BridgeLink, LinkLost
-from commands import CommandInterpreter, allowed, task_news
+from commands import CommandInterpreter, allowed, shorten, task_news
 import notifications as policy
 from config.schema import ImConfig
 from messages import (EventWaited, LinkDown, LinkOpened, ListTasks, LoadState, MessageSent, Notice, RecordSystemEvent,
@@ -189,6 +189,7 @@ class OpenClawBridge(SupervisedActor):
         self._outbox: dict[str, collections.deque[Outgoing]] = {}   # session key → what waits to go there
         self._sending: set[str] = set()       # conversations with a message on its way: one at a time each
         self._problem: str | None = None      # what an operator must fix in OpenClaw's config
+        self._held_check_due = False          # a CheckHeld is on its way (only while news is held)
         self._progress: dict[int, dict[str, Any]] = {}   # task → {"sent_at", "latest" (waiting), "due" (timer set)}
         self._ended: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._counts.update(held=0, released=0, dropped=0, progress_sent=0)
@@ -250,7 +251,7 @@ class OpenClawBridge(SupervisedActor):
             case SendAgain(session_key=session_key):                     self._pump(session_key)
             case TaskProgressed(task=task):                              self._progressed(task)
             case SendProgress(task_id=task_id):                          self._send_progress(task_id)
-            case CheckHeld():                                            self._check_held()
+            case CheckHeld():                                            self._held_check_ended()
             case _:                                                      return self.unhandled(message)
 
     def snapshot(self) -> dict[str, Any]:
@@ -422,23 +423,37 @@ class OpenClawBridge(SupervisedActor):
         if verdict == "hold":
             self.directory.ask(STORE, HoldNotification(sender, event, text))
             self._counts["held"] += 1
+            self._check_held_later()
             return
         self._queue(session_key, text, what)
 
     def _check_held(self) -> None:
-        """Release held news of senders whose quiet hours are over (or who changed them), oldest first."""
-        self.loop.tell_later(self._im.held_check_s, self.actor_ref, CheckHeld())
+        """Release held news of senders whose quiet hours are over (or who changed them), oldest first; while
+        some stays held, look again every `im.held_check_s` (and not at all while none is: no idle work)."""
         settings: dict[str, policy.NotifySetting] = {}
         now = time.time()
+        still_held = False
         for held_id, sender, _event, text, _held_at in self.directory.ask(STORE, PendingHeld()):
             setting = settings.get(sender) or settings.setdefault(sender, self._setting(sender))
             session_key = self._conversation(sender)
             if session_key is None or policy.in_quiet_hours(setting, now):
+                still_held = True
                 continue
             outbound_id = self.directory.ask(STORE, ReleaseHeld(held_id, session_key))
             if outbound_id is not None:
                 self._counts["released"] += 1
                 self._enqueue(session_key, outbound_id, text)
+        if still_held:
+            self._check_held_later()
+
+    def _check_held_later(self) -> None:
+        if not self._held_check_due:
+            self._held_check_due = True
+            self.loop.tell_later(self._im.held_check_s, self.actor_ref, CheckHeld())
+
+    def _held_check_ended(self) -> None:
+        self._held_check_due = False
+        self._check_held()
 
     def _progressed(self, task: TaskView) -> None:
         """A progress report: sent now, or, within `im.progress_interval_s` of the last, when that has passed
@@ -461,7 +476,7 @@ class OpenClawBridge(SupervisedActor):
         task, pace["latest"], pace["due"], pace["sent_at"] = pace["latest"], None, False, time.monotonic()
         self._counts["progress_sent"] += 1
         self._notify(task.sender, "progress", lambda locale: say(
-            locale, "im_task_progress", task_id=task.task_id, progress=_cut(task.progress or "", PROGRESS_LIMIT)),
+            locale, "im_task_progress", task_id=task.task_id, progress=shorten(task.progress or "", PROGRESS_LIMIT)),
             "progress")
 
     def _report_missed_news(self) -> None:
@@ -606,6 +621,3 @@ def _error_of(future: concurrent.futures.Future[Any]) -> str | None:
         return "cancelled"
     return None if future.exception() is None else describe(future.exception())
 
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -64,14 +64,13 @@ from store import (ActorState, CostEntry, INSERT_EVENT, INSERT_TASK, INTERRUPTED
                    SystemEvent, Task, TaskEvent, UPDATE_PROGRESS, UPDATE_TASK, UnknownTask, check_transition,
                    open_database)
 from store import ImHeld, NotifySetting
-from notifications import progress_text
+from notifications import SETTINGS, progress_text
 from vocabulary import ActorName, TaskState
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
           RecordInbound, QueueOutbound, MarkSent, RecordWorkspace, RecordSession,
           SaveNotifySetting, HoldNotification, ReleaseHeld)
 GROUP_MAX = 64
-SETTING_FIELDS = ("events", "quiet", "failures_in_quiet", "locale", "timezone", "budget_at")   # notify_setting's
 PROGRESS_LISTENERS = (ActorName.OPENCLAW_BRIDGE,)   # the console reads the task's progress column
 # What a write refuses before it has written anything: the rest of its group commits regardless.
 REFUSALS = (IllegalTransition, UnknownTask, KeyReused, KeyError, ValueError)
@@ -388,12 +387,12 @@ class StateStore(SupervisedActor):
         row = NotifySetting.get_or_none(NotifySetting.sender == sender)
         if row is None:
             return {}
-        return {name: getattr(row, name) for name in SETTING_FIELDS if getattr(row, name) is not None}
+        return {name: getattr(row, name) for name in SETTINGS if getattr(row, name) is not None}
 
     def _save_notify_setting(self, changed: SaveNotifySetting) -> dict[str, Any]:
         stored = {} if changed.reset else self._notify_setting(changed.sender)
         stored.update(changed.changes)
-        stored = {name: stored.get(name) for name in SETTING_FIELDS}
+        stored = {name: stored.get(name) for name in SETTINGS}
         if all(value is None for value in stored.values()):
             NotifySetting.delete().where(NotifySetting.sender == changed.sender).execute()
         else:

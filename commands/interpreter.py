@@ -139,18 +139,18 @@ class CommandInterpreter:
     async def _handle(self, text: str, name: str | None, argument: str, command: Command | None, sender: str,
                       idempotency_key: str | None) -> str:
         if name is not None and command is None:
-            return self._say("im_unknown_command", command=_short(f"/{name.lstrip('/')}", SHORT))
+            return self._say("im_unknown_command", command=shorten(f"/{name.lstrip('/')}", SHORT))
         try:
             if command is None:
                 return await self._new_task(text.strip(), sender, idempotency_key)
             return await command.run(self, argument, sender)
         except BadArgument as bad:
             key = "im_bad_argument" if bad.argument else "im_missing_argument"
-            return self._say(key, command=f"/{name}", argument=_short(bad.argument, SHORT), expected=bad.expected,
+            return self._say(key, command=f"/{name}", argument=shorten(bad.argument, SHORT), expected=bad.expected,
                              usage=command.usage)
         except Exception:                     # an actor restarting, a timeout: say so, never go silent,
             error_id = uuid.uuid4().hex[:8]   # but the exception's text is for the log, not for a user
-            log.exception("IM message %r from %s failed (error %s)", _short(text, SHORT), sender, error_id)
+            log.exception("IM message %r from %s failed (error %s)", shorten(text, SHORT), sender, error_id)
             return self._say("im_unavailable", error_id=error_id)
 
     # --- the commands ------------------------------------------------------------------------------------------
@@ -179,23 +179,23 @@ class CommandInterpreter:
             return self._say(f"im_tasks_none{suffix}", state=self._state(state))
         return "\n".join([self._say(f"im_tasks_header{suffix}", state=self._state(state))] + [
             self._say("im_task_line", task_id=t.task_id, state=self._state(t.state),
-                      description=_short(t.description, SHORT)) for t in tasks])
+                      description=shorten(t.description, SHORT)) for t in tasks])
 
     async def _task(self, argument: str, sender: str) -> str:
         task = await self._known_task(argument)
         if isinstance(task, str):
             return task
         lines = [self._say("im_task_detail", task_id=task.task_id, state=self._state(task.state),
-                           description=_short(task.description, LONG), kind=task.kind or "-",
+                           description=shorten(task.description, LONG), kind=task.kind or "-",
                            executor=task.executor or "-", tier=task.tier or "-", attempts=task.attempts)]
         if task.result:
-            lines.append(self._say("im_task_result", result=_short(task.result, LONG)))
+            lines.append(self._say("im_task_result", result=shorten(task.result, LONG)))
         if task.error:
-            lines.append(self._say("im_task_error", error=_short(task.error, LONG)))
+            lines.append(self._say("im_task_error", error=shorten(task.error, LONG)))
         if task.workspace:
             lines.append(self._say("im_task_workspace", path=task.workspace, branch=task.branch or "-"))
         if task.progress:
-            lines.append(self._say("im_task_progress_line", progress=_short(task.progress, LONG)))
+            lines.append(self._say("im_task_progress_line", progress=shorten(task.progress, LONG)))
         return "\n".join(lines)
 
     async def _why(self, argument: str, sender: str) -> str:
@@ -279,8 +279,8 @@ class CommandInterpreter:
     # --- helpers -------------------------------------------------------------------------------------------------
     def _refuse(self, text: str, sender: str) -> str:
         log.warning("IM: refused %s", sender)
-        self._tell(STORE, RecordSystemEvent("im_refused", f"refused {sender}: {_short(text, SHORT)}",
-                                            {"sender": sender, "text": _short(text, LONG)}))
+        self._tell(STORE, RecordSystemEvent("im_refused", f"refused {sender}: {shorten(text, SHORT)}",
+                                            {"sender": sender, "text": shorten(text, LONG)}))
         return self._say("im_refused", sender=sender)
 
     async def _known_task(self, argument: str) -> TaskView | str:
@@ -307,7 +307,7 @@ class CommandInterpreter:
     def _executor_line(self, name: str, link: str) -> str:
         if link == "up":
             return self._say("im_executor_up", name=name)
-        return self._say("im_executor_down", name=name, why=_short(link.removeprefix("down: "), SHORT))
+        return self._say("im_executor_down", name=name, why=shorten(link.removeprefix("down: "), SHORT))
 
     def _actors_line(self, actors: list[dict[str, Any]]) -> str:
         down = [actor["name"] for actor in actors if not actor["alive"]]
@@ -316,7 +316,7 @@ class CommandInterpreter:
         return self._say("im_actors_trouble", running=len(actors) - len(down), count=len(actors), names=", ".join(down))
 
     def _history_line(self, event: dict[str, Any]) -> str:
-        clock, reason = _clock(event["at"]), _short(event["reason"], LONG)
+        clock, reason = _clock(event["at"]), shorten(event["reason"], LONG)
         if event["kind"] == "decision":
             return self._say("im_why_decision", clock=clock, reason=reason)
         if event["from"] is None:
@@ -355,13 +355,14 @@ def task_news(task: TaskView, locale: str) -> str | None:
     where = "\n" + say(locale, "im_task_workspace", path=task.workspace, branch=task.branch or "-") \
         if task.workspace else ""
     if task.state == TaskState.COMPLETED:
-        return say(locale, "im_task_completed", task_id=task.task_id, result=_short(task.result or "", LONG)) + where
+        return say(locale, "im_task_completed", task_id=task.task_id, result=shorten(task.result or "", LONG)) + where
     if task.state == TaskState.FAILED:
-        return say(locale, "im_task_failed", task_id=task.task_id, error=_short(task.error or "", LONG))
+        return say(locale, "im_task_failed", task_id=task.task_id, error=shorten(task.error or "", LONG))
     return None
 
 
-def _short(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut with "…"; a short one (a list's line) on one line."""
     text = " ".join(text.split()) if limit <= SHORT else text.strip()
     return text if len(text) <= limit else text[:limit - 1] + "…"
 

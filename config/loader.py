@@ -25,7 +25,7 @@ from .schema import (BrainstemConfig, BudgetConfig, Config, HealthConfig, DemoCo
                      LiteLLMConfig, RepairConfig,
                      RoutingConfig, RoutingRule, SupervisionConfig, TasksConfig, TierConfig)
 from .schema import ImConfig, SandboxOpenClawConfig
-from notifications import BadSetting, NotifySetting, apply as apply_setting
+from notifications import SETTINGS, BadSetting, NotifySetting, apply as apply_setting
 from .schema import MemoryConfig, MemoryToolConfig
 from .schema import RepoConfig, WorkspacesConfig
 from redaction import hide_keys, is_secret_name, looks_like_key
@@ -330,7 +330,7 @@ def _im(node: _Node, default_locale: str) -> ImConfig:
     )
 
 
-NOTIFY_KEYS = {"events", "quiet", "failures_in_quiet", "locale", "timezone", "budget_at"}
+NOTIFY_KEYS = set(SETTINGS)
 
 
 def _notify(node: _Node, base: NotifySetting) -> tuple[NotifySetting, dict[str, NotifySetting]]:

@@ -24,6 +24,7 @@ def test_without_openclaw_installed_the_sandbox_keeps_its_stub_general_executor(
     assert cfg.executors["general"].args == ("-m", "sandbox.executors", "general")
 
 
+@pytest.mark.slow   # needs `make openclaw`, which `make test-fast` does not run
 def test_with_openclaw_installed_the_general_executor_is_our_openclaw_agent_server():
     _require_install()
     cfg = load_config(EMBEDDED_DEFAULT)
