@@ -133,7 +133,7 @@ def noop_task_op(gateway: GatewaySession, misrouted: list[str]) -> Op:
     """Submit a no-op task and wait for it in the same call (`wait_s`), long-polling on if it has not
     finished by then; True when it completed on `general`."""
     async def op() -> bool:
-        task = await gateway.call("submit_task", description=NOOP, wait_s=30)
+        task = await gateway.call("submit_task", description=NOOP, kind="general", wait_s=30)
         while task["state"] not in TERMINAL:
             task = await gateway.call("get_task", task_id=task["task_id"], wait_s=30)
         if task["executor"] != "general":
