@@ -65,11 +65,21 @@ class Tier(StrEnum):
 
 TIERS = (Tier.P1, Tier.P2)
 
-# Who hears what, besides whom a message names: every task change (TaskChanged, from the StateStore), every
-# mode change (ModeChanged, from SystemMode), every notice for the user (Notice, from SystemMode).
-TASK_SUBSCRIBERS = (ActorName.ROUTER, ActorName.GATEWAY, ActorName.TRANSITION_FEED, ActorName.SYSTEM_MODE,
-                    ActorName.OPENCLAW_BRIDGE, ActorName.MEMORY,
-                    ActorName.WORKSPACE_KEEPER)
+# Who hears what, besides whom a message names: task changes (TaskChanged, from the StateStore) in the states
+# each subscriber acts on (a tell costs a thread wake-up, and a task makes four changes), every mode change
+# (ModeChanged, from SystemMode), every notice for the user (Notice, from SystemMode).
+EVERY_STATE = frozenset(TaskState)
+TASK_SUBSCRIBERS: dict[str, frozenset[TaskState]] = {
+    ActorName.ROUTER: frozenset({TaskState.IDLE}),                            # to dispatch it
+    ActorName.GATEWAY: TERMINAL_STATES | {TaskState.IDLE},                    # its waiters (idle again: /retry)
+    ActorName.TRANSITION_FEED: EVERY_STATE,                                   # the console shows every move
+    ActorName.SYSTEM_MODE: TERMINAL_STATES,                                   # the repair task's end
+    ActorName.OPENCLAW_BRIDGE: TERMINAL_STATES,                               # the sender's news
+    ActorName.MEMORY: frozenset({TaskState.COMPLETED}),                       # the exchange to remember
+    ActorName.WORKSPACE_KEEPER: TERMINAL_STATES,                              # the worktree kept
+}
+# The task's own executor, besides: a move out of its hands (cancelled, suspended, routed again, failed).
+EXECUTOR_HEARS = EVERY_STATE - {TaskState.DISPATCHING, TaskState.EXECUTING, TaskState.COMPLETED}
 MODE_LISTENERS = (ActorName.ROUTER, ActorName.BRAINSTEM, ActorName.HEALTH_MONITOR, ActorName.GATEWAY,
                   ActorName.TRANSITION_FEED)
 NOTICE_LISTENERS = (ActorName.TRANSITION_FEED, ActorName.OPENCLAW_BRIDGE)

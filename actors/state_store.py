@@ -19,7 +19,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from peewee import OperationalError, fn
 
@@ -65,11 +65,11 @@ from store import (ActorState, CostEntry, INSERT_EVENT, INSERT_TASK, INTERRUPTED
                    open_database)
 from store import ImHeld, NotifySetting
 from notifications import SETTINGS, progress_text
-from vocabulary import ActorName, TaskState
+from vocabulary import EXECUTOR_HEARS, ActorName, TaskState
 
 WRITES = (Transition, CreateTask, RecordProgress, RecordSystemEvent, RecordDecision, RecordCost, SaveState,
           RecordInbound, QueueOutbound, MarkSent, RecordWorkspace, RecordSession,
-          SaveNotifySetting, HoldNotification, ReleaseHeld)
+          SaveNotifySetting, HoldNotification, ReleaseHeld, RecordEvidence)
 GROUP_MAX = 64
 PROGRESS_LISTENERS = (ActorName.OPENCLAW_BRIDGE,)   # the console reads the task's progress column
 # What a write refuses before it has written anything: the rest of its group commits regardless.
@@ -78,7 +78,7 @@ REFUSALS = (IllegalTransition, UnknownTask, KeyReused, KeyError, ValueError)
 
 class StateStore(SupervisedActor):
     def __init__(self, context: ChildContext, database_path: Path, max_attempts: int, journal: Journal,
-                 subscribers: tuple[str, ...]):
+                 subscribers: Mapping[str, frozenset[str]]):
         super().__init__(context)
         self._path = database_path
         self._max_attempts = max_attempts
@@ -251,9 +251,10 @@ class StateStore(SupervisedActor):
                              executor=view.executor, kind=view.kind, tier=view.tier, attempts=view.attempts,
                              reason=reason)
         changed = TaskChanged(view, previous, reason)
-        for name in self._subscribers:
-            self.directory.tell(name, changed)
-        if view.executor and view.executor not in self._subscribers:
+        for name, states in self._subscribers.items():
+            if view.state in states:
+                self.directory.tell(name, changed)
+        if view.executor and view.executor not in self._subscribers and view.state in EXECUTOR_HEARS:
             self.directory.tell(view.executor, changed)
 
     def _recover_interrupted_tasks(self) -> None:
@@ -311,19 +312,19 @@ class StateStore(SupervisedActor):
 
     def _record_progress(self, progress: RecordProgress) -> None:
         text = progress_text(progress.progress, progress.total, progress.message)
-        TaskEvent.create(task=progress.task_id, at=time.time(), kind="progress", reason=text)
+        self._sql(INSERT_EVENT, (progress.task_id, time.time(), "progress", None, None, text))
         self._sql(UPDATE_PROGRESS, (text, progress.task_id))   # the latest, for /task and the console
         if (view := self._row(SELECT_TASK, progress.task_id)) is not None:
             self._progress_news.append(view)
 
     def _record_decision(self, decision: RecordDecision) -> None:
-        TaskEvent.create(task=decision.task_id, at=time.time(), kind="decision", reason=decision.reason)
+        self._sql(INSERT_EVENT, (decision.task_id, time.time(), "decision", None, None, decision.reason))
         self._journal.record("decision", task_id=decision.task_id, reason=decision.reason)
 
     def _record_evidence(self, recorded: RecordEvidence) -> None:
         """A history entry of kind `evidence`, its reason the evidence as JSON (rendered by routing/explain.py)."""
-        TaskEvent.create(task=recorded.task_id, at=time.time(), kind="evidence",
-                         reason=json.dumps(dict(recorded.evidence), ensure_ascii=False))
+        self._sql(INSERT_EVENT, (recorded.task_id, time.time(), "evidence", None, None,
+                                 json.dumps(dict(recorded.evidence), ensure_ascii=False)))
 
     def _record_cost(self, cost: RecordCost) -> None:
         task = cost.task_id if cost.task_id is not None and Task.get_or_none(Task.id == cost.task_id) else None

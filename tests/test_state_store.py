@@ -28,7 +28,7 @@ def store(tmp_path):
     def start(max_attempts: int = 3) -> Directory:
         directory = Directory()
         spec = ChildSpec("state_store", lambda ctx: StateStore.start(ctx, tmp_path / "omni.db", max_attempts,
-                                                                     journal, ()))
+                                                                     journal, {}))
         started.append(Supervisor.start([spec], SupervisionConfig(), loop, directory))
         wait_until(lambda: directory.ref("state_store"), 5, "the store")
         return directory
