@@ -2,13 +2,15 @@
 n-grams (1–2), and a logistic regression, one for the kind and one per need. Character n-grams need no
 tokenizer, so English, zh-Hant and zh-Hans go through the same model (a Chinese clause is one "word", its
 characters carry it); word n-grams give English phrases ("every day", "the snake") their own weight. It runs
-in-process in about three milliseconds with its evidence and downloads nothing. The choice was measured by
+in-process in about half a millisecond with its evidence and downloads nothing. The choice was measured by
 cross-validation on the training set (`python -m routing cv --compare`), not on the held-out set.
 
-It is trained from `routing/data/train.jsonl` (`make classifier`, run by `make setup`) into
-`build/routing-classifier.pkl`, stamped with the hashes of the data and of this module and scikit-learn's
-version (the build is deterministic: the same data and code give the same coefficients); a missing or stale
-file is rebuilt in-process on first use (a second or so), so a fresh clone routes by it either way.
+It is trained with scikit-learn from `routing/data/train.jsonl` (`make classifier`, run by `make setup`) into
+`build/routing-classifier.pkl`: vocabularies, idf weights and coefficients as plain arrays, which this module
+turns into verdicts with numpy alone (no scikit-learn or SciPy in the running orchestrator), stamped with the
+hashes of the data and of this module (the build is deterministic: the same data and code give the same
+coefficients); a missing or stale file is rebuilt in-process on first use (some seconds), so a fresh clone
+routes by it either way.
 
 >>> verdict = load_classifier().classify("nginx 一直回 502，幫我查原因")
 >>> verdict.kind, verdict.confidence > 0.3
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import pickle
 import re
 import threading
@@ -42,6 +45,8 @@ STOP_WORDS = frozenset("a all an and are as at be but by do for from has have i 
                        "your".split())   # function words: they explain nothing in /why
 C = 30.0                        # chosen by cross-validation on train among 10, 30, 100 (routing/crossval.py)
 CLASS_WEIGHT = "balanced"       # the kinds are nearly balanced; weighting keeps a smaller one from losing ties
+WORD_PATTERN = r"(?u)\b\w+\b"   # scikit-learn's default, but for one-letter words too ("a", "C")
+_WORDS = re.compile(WORD_PATTERN)
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +87,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def stamp(path: Path = TRAIN) -> str:
-    """The data's and this module's hash and scikit-learn's version: a model built from other data, by other
-    code (other features, C) or another scikit-learn is stale."""
-    import sklearn
-    digest = hashlib.sha256(path.read_bytes() + Path(__file__).read_bytes()).hexdigest()[:16]
-    return f"{digest}-sklearn-{sklearn.__version__}"
+    """The data's and this module's hash: a model built from other data, or by other code (other features, C,
+    another way of computing a verdict), is stale. The build is scikit-learn's, the verdicts are this module's
+    own arithmetic, so its version is no part of it."""
+    return hashlib.sha256(path.read_bytes() + Path(__file__).read_bytes()).hexdigest()[:16]
 
 
 def vectorizer(chars: tuple[int, int] | None = (1, 4), words: tuple[int, int] | None = (1, 2),
@@ -99,7 +103,7 @@ def vectorizer(chars: tuple[int, int] | None = (1, 4), words: tuple[int, int] | 
         parts.append(("c", TfidfVectorizer(analyzer=char_analyzer, ngram_range=chars, sublinear_tf=True)))
     if words:
         parts.append(("w", TfidfVectorizer(analyzer="word", ngram_range=words, sublinear_tf=True,
-                                           token_pattern=r"(?u)\b\w+\b")))
+                                           token_pattern=WORD_PATTERN)))
     return FeatureUnion(parts)
 
 
@@ -123,92 +127,185 @@ def spaced_words(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text.lower())) + " "
 
 
+def char_grams(text: str, low: int = 1, high: int = 4) -> list[str]:
+    """The character n-grams of each word padded with a space, as scikit-learn's `char_wb` analyzer gives them.
+
+    >>> char_grams("Hi  you", 2, 3)
+    [' h', 'hi', 'i ', ' hi', 'hi ', ' y', 'yo', 'ou', 'u ', ' yo', 'you', 'ou ']
+    """
+    grams = []
+    for word in text.lower().split():
+        word = f" {word} "
+        for n in range(low, high + 1):
+            grams += [word[i:i + n] for i in range(max(1, len(word) - n + 1))]
+            if len(word) <= n:   # a word shorter than n gives itself once
+                break
+    return grams
+
+
+def word_grams(text: str, low: int = 1, high: int = 2) -> list[str]:
+    """The word n-grams of the text, as scikit-learn's `word` analyzer with `WORD_PATTERN` gives them.
+
+    >>> word_grams("Fix the bug")
+    ['fix', 'the', 'bug', 'fix the', 'the bug']
+    """
+    words = _WORDS.findall(text.lower())
+    return [" ".join(words[i:i + n]) for n in range(low, high + 1) for i in range(len(words) - n + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One TF-IDF part: its n-grams' columns, their idf weights, and where its columns start."""
+
+    analyzer: str                # "char" or "word"
+    vocabulary: dict[str, int]
+    idf: Any                     # numpy array, by column
+    offset: int
+
+    def columns(self, text: str) -> tuple[list[int], list[float]]:
+        """The part's sublinear TF-IDF of `text`, L2-normalised: columns and values."""
+        counts: dict[int, int] = {}
+        for gram in char_grams(text) if self.analyzer == "char" else word_grams(text):
+            if (column := self.vocabulary.get(gram)) is not None:
+                counts[column] = counts.get(column, 0) + 1
+        columns = sorted(counts)
+        values = numpy.array([1.0 + math.log(counts[c]) for c in columns]) * self.idf[columns] \
+            if columns else numpy.zeros(0)
+        norm = math.sqrt(float(values @ values)) or 1.0
+        return [c + self.offset for c in columns], list(values / norm)
+
+
+@dataclass(frozen=True, slots=True)
+class _Linear:
+    """A logistic regression's coefficients: one row per class (one row in all for two classes)."""
+
+    classes: tuple[Any, ...]
+    coef: Any                    # numpy array, classes (or 1) × columns
+    intercept: Any
+
+    def probabilities(self, columns: Any, values: Any) -> Any:
+        """What scikit-learn's `predict_proba` answers: the multinomial softmax (a sigmoid for two classes)."""
+        scores = self.coef[:, columns] @ values + self.intercept
+        if scores.size == 1:
+            chance = 1.0 / (1.0 + math.exp(-float(scores[0])))
+            return numpy.array([1.0 - chance, chance])
+        exps = numpy.exp(scores - scores.max())
+        return exps / exps.sum()
+
+
 class Classifier:
-    def __init__(self, rows: list[dict[str, Any]], c: float = C):
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import normalize
-        texts = [row["text"] for row in rows]
-        self.vectorizer = vectorizer()
-        matrix = self.vectorizer.fit_transform(texts)
-        self.kind_model = LogisticRegression(C=c, class_weight=CLASS_WEIGHT, max_iter=5000).fit(
-            matrix, [row["kind"] for row in rows])
-        self.need_models = {need: LogisticRegression(C=c, class_weight=CLASS_WEIGHT, max_iter=5000).fit(
-            matrix, [need in row.get("needs", ()) for row in rows]) for need in NEEDS}
-        # columns (n-grams) by rows (labelled texts), L2-normalised by text: a text's cosines are the sum of
-        # the rows of its own n-grams, a tenth of a millisecond instead of a product with every labelled text
-        self.by_gram = normalize(matrix).T.tocsr()
-        self.texts, self.kinds = texts, [row["kind"] for row in rows]
-        # "c__pyth" / "w__every day": the part's prefix is no part of the n-gram the user sees
-        self.names = [name.split("__", 1)[1] for name in self.vectorizer.get_feature_names_out()]
+    """The trained model as plain arrays, and its verdicts computed from them: routing imports numpy, not
+    scikit-learn and SciPy (a second of start-up and about 100 MB that the orchestrator does not need).
+    `tests/test_routing_classifier.py` holds its features and probabilities equal to scikit-learn's."""
+
+    def __init__(self, parts: list[_Part], kind_model: _Linear, need_models: dict[str, _Linear],
+                 by_gram: tuple[Any, Any, Any], texts: list[str], kinds: list[str], names: list[str]):
+        self.parts, self.kind_model, self.need_models = parts, kind_model, need_models
+        self.by_gram = by_gram            # CSR of n-grams × labelled texts (indptr, indices, data), rows normalised
+        self.texts, self.kinds, self.names = texts, kinds, names
 
     def classify(self, text: str, explain: bool = True) -> Verdict:
-        vector = self._vector(text)
-        probabilities = _probabilities(self.kind_model, vector)
+        columns, values = self.vector(text)
+        probabilities = self.kind_model.probabilities(columns, values)
         best = int(probabilities.argmax())
-        kind = str(self.kind_model.classes_[best])
-        scores = {str(k): float(p) for k, p in zip(self.kind_model.classes_, probabilities, strict=False)}
-        needs = self._needs(vector, kind)
+        kind = str(self.kind_model.classes[best])
+        scores = {str(k): float(p) for k, p in zip(self.kind_model.classes, probabilities, strict=True)}
+        needs = self._needs(columns, values, kind)
         if not explain:
             return Verdict(kind, float(probabilities[best]), needs, scores=scores)
-        return Verdict(kind, float(probabilities[best]), needs, self._features(text, vector, best),
-                       self._neighbours(vector), scores)
+        return Verdict(kind, float(probabilities[best]), needs, self._features(text, columns, values, best),
+                       self._neighbours(columns, values), scores)
 
     def needs_for(self, text: str, kind: str) -> tuple[str, ...]:
         """The needs of `text` as a task of `kind` (a kind the submitter or a rule gave)."""
-        return self._needs(self._vector(text), kind)
+        return self._needs(*self.vector(text), kind)
 
-    def _vector(self, text: str) -> Any:
-        """The text's TF-IDF row: each part's, side by side, as FeatureUnion.transform gives it, without the
-        joblib dispatch and output wrapping it spends more time on than the parts themselves."""
-        from scipy.sparse import hstack
-        return hstack([part.transform([text]) for _, part in self.vectorizer.transformer_list], format="csr")
+    def vector(self, text: str) -> tuple[Any, Any]:
+        """The text's TF-IDF row, each part's side by side: columns and values."""
+        columns: list[int] = []
+        values: list[float] = []
+        for part in self.parts:
+            part_columns, part_values = part.columns(text)
+            columns += part_columns
+            values += part_values
+        return numpy.array(columns, dtype=numpy.int64), numpy.array(values)
 
-    def _needs(self, vector: Any, kind: str) -> tuple[str, ...]:
+    def _needs(self, columns: Any, values: Any, kind: str) -> tuple[str, ...]:
         """Needs come with the kinds that have them: a general text that mentions a GPU needs none."""
         wanted = KIND_NEEDS.get(kind, ())
         if not wanted:
             return ()
-        chances = {need: float(_probabilities(self.need_models[need], vector)[1]) for need in wanted}
+        chances = {need: float(self.need_models[need].probabilities(columns, values)[1]) for need in wanted}
         found = tuple(need for need in wanted if chances[need] >= NEED_THRESHOLD)
         return found or (max(chances, key=chances.get),)
 
-    def _features(self, text: str, vector: Any, best: int, count: int = 4) -> tuple[str, ...]:
-        weights = self.kind_model.coef_[best] if self.kind_model.coef_.shape[0] > 1 else self.kind_model.coef_[0]
-        row = vector.tocoo()
-        pushes = sorted(((value * weights[column], column) for column, value in zip(row.col, row.data, strict=False)),
-                        reverse=True)
+    def _features(self, text: str, columns: Any, values: Any, best: int, count: int = 4) -> tuple[str, ...]:
+        coef = self.kind_model.coef
+        weights = coef[best] if coef.shape[0] > 1 else coef[0]
+        pushes = sorted(zip((values * weights[columns]).tolist(), columns.tolist(), strict=True), reverse=True)
         shown: list[str] = []
         words = spaced_words(text)
         for push, column in pushes:
-            gram = str(self.names[column]).strip()
+            gram = self.names[column].strip()
             if push <= 0 or len(shown) == count:
                 break
             if telling(gram, words) and not any(gram in other for other in shown):
                 shown.append(gram)
         return tuple(shown)
 
-    def _neighbours(self, vector: Any, count: int = 2) -> tuple[tuple[str, str, float], ...]:
-        vector = vector.tocsr()
-        norm = float(numpy.sqrt(vector.data @ vector.data)) or 1.0
-        similarities = self.by_gram[vector.indices].T @ (vector.data / norm)   # both L2-normalised: cosines
+    def _neighbours(self, columns: Any, values: Any, count: int = 2) -> tuple[tuple[str, str, float], ...]:
+        """The labelled texts nearest by cosine: the sum, over the text's n-grams, of their columns' rows."""
+        indptr, indices, data = self.by_gram
+        norm = math.sqrt(float(values @ values)) or 1.0
+        spans = [(indptr[c], indptr[c + 1], v / norm) for c, v in zip(columns.tolist(), values.tolist(),
+                                                                       strict=True)]
+        if not spans:
+            return ()
+        texts = numpy.concatenate([indices[a:b] for a, b, _ in spans])
+        weights = numpy.concatenate([data[a:b] * v for a, b, v in spans])
+        similarities = numpy.bincount(texts, weights, minlength=len(self.texts))
         nearest = similarities.argsort()[::-1][:count]
         return tuple((self.kinds[i], self.texts[i], float(similarities[i])) for i in nearest if similarities[i] > 0)
 
 
-def _probabilities(model: Any, vector: Any) -> Any:
-    """What `model.predict_proba(vector)[0]` answers, computed from its coefficients: the multinomial
-    softmax (a logistic sigmoid for two classes). scikit-learn's own call checks its input each time, a
-    millisecond of a verdict's few; tests/test_routing_classifier.py holds the two equal."""
-    scores = numpy.asarray(vector @ model.coef_.T).ravel() + model.intercept_
-    if scores.size == 1:
-        chance = 1.0 / (1.0 + numpy.exp(-scores[0]))
-        return numpy.array([1.0 - chance, chance])
-    exps = numpy.exp(scores - scores.max())
-    return exps / exps.sum()
+def fit(rows: list[dict[str, Any]], c: float = C) -> tuple[Any, Any, dict[str, Any], Any]:
+    """scikit-learn's models trained on `rows`: the vectorizer, the kind model, a model per need, the matrix."""
+    from sklearn.linear_model import LogisticRegression
+    texts = [row["text"] for row in rows]
+    union = vectorizer()
+    matrix = union.fit_transform(texts)
+    kind_model = LogisticRegression(C=c, class_weight=CLASS_WEIGHT, max_iter=5000).fit(
+        matrix, [row["kind"] for row in rows])
+    need_models = {need: LogisticRegression(C=c, class_weight=CLASS_WEIGHT, max_iter=5000).fit(
+        matrix, [need in row.get("needs", ()) for row in rows]) for need in NEEDS}
+    return union, kind_model, need_models, matrix
+
+
+def compile_model(rows: list[dict[str, Any]], union: Any, kind_model: Any, need_models: dict[str, Any],
+                  matrix: Any) -> Classifier:
+    """The run-time form of scikit-learn's models: their vocabularies, idf weights and coefficients as arrays."""
+    from sklearn.preprocessing import normalize
+    parts, names, offset = [], [], 0
+    for _prefix, part in union.transformer_list:
+        analyzer = "char" if part.analyzer == "char_wb" else "word"
+        if (analyzer, part.ngram_range) not in (("char", (1, 4)), ("word", (1, 2))) or part.lowercase is not True:
+            raise ValueError(f"the run-time classifier has no {part.analyzer} {part.ngram_range} part")
+        vocabulary = {gram: int(column) for gram, column in part.vocabulary_.items()}
+        parts.append(_Part(analyzer, vocabulary, numpy.asarray(part.idf_, dtype=numpy.float64), offset))
+        names += sorted(vocabulary, key=vocabulary.get)
+        offset += len(vocabulary)
+    linear = {name: _Linear(tuple(model.classes_.tolist()), numpy.asarray(model.coef_), numpy.asarray(model.intercept_))
+              for name, model in {"kind": kind_model, **need_models}.items()}
+    # columns (n-grams) by rows (labelled texts), L2-normalised by text: a text's cosines are the sum of the rows
+    # of its own n-grams, a tenth of a millisecond instead of a product with every labelled text
+    by_gram = normalize(matrix).T.tocsr()
+    return Classifier(parts, linear.pop("kind"), linear, (by_gram.indptr, by_gram.indices, by_gram.data),
+                      [row["text"] for row in rows], [row["kind"] for row in rows], names)
 
 
 def train(path: Path = TRAIN) -> Classifier:
-    return Classifier(read_rows(path))
+    rows = read_rows(path)
+    return compile_model(rows, *fit(rows))
 
 
 def build(out: Path = MODEL) -> Path:

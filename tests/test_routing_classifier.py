@@ -5,13 +5,16 @@ executor that declares those needs, and `/why` in English showing the needs and 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from clients.gateway_client import GatewaySession
 from config.schema import RoutingConfig, RoutingRule
 from messages import TaskView
-from routing.classifier import KINDS, TEST, load_classifier, read_rows
+from routing.classifier import KINDS, TEST, TRAIN, compile_model, fit, load_classifier, read_rows
 from routing.crossval import LANGS, cells, share
 from routing.decide import after_model, decide_kind
 
@@ -40,15 +43,34 @@ def test_the_trained_classifier_keeps_its_floors_on_the_held_out_set():
     assert share(found[("coding|general", "all")]) >= FLOOR_CODING_VS_GENERAL
 
 
-def test_the_verdicts_probabilities_are_scikit_learns():
-    """classify() computes them from the coefficients (faster); they must be what predict_proba says."""
-    model = load_classifier()
-    for row in read_rows(TEST)[::10]:
-        vector = model.vectorizer.transform([row["text"]])
-        expected = dict(zip(model.kind_model.classes_, model.kind_model.predict_proba(vector)[0], strict=True))
+@pytest.mark.slow   # imports scikit-learn and fits it: seconds
+def test_the_verdicts_vectors_and_probabilities_are_scikit_learns():
+    """classify() computes the TF-IDF row and the probabilities itself, from arrays (routing imports no
+    scikit-learn at run time); they must be what scikit-learn's vectorizer and predict_proba say. A model fitted
+    on a tenth of the training set is enough to compare the arithmetic, in a second."""
+    rows = read_rows(TRAIN)[::10]
+    union, kind_model, need_models, matrix = fit(rows)
+    model = compile_model(rows, union, kind_model, need_models, matrix)
+    for row in read_rows(TEST)[::4] + [{"text": "  Fix\tthe  C  bug, 謝謝！ a"}, {"text": ""}]:
+        expected_row = union.transform([row["text"]]).tocsr()
+        columns, values = model.vector(row["text"])
+        assert columns.tolist() == expected_row.indices.tolist(), row["text"]
+        assert values == pytest.approx(expected_row.data, abs=1e-12)
+        expected = dict(zip(kind_model.classes_, kind_model.predict_proba(expected_row)[0], strict=True))
         verdict = model.classify(row["text"])
         assert verdict.scores == pytest.approx(expected, abs=1e-9)
         assert verdict.confidence == pytest.approx(max(expected.values()), abs=1e-9)
+        for need, need_model in need_models.items():
+            assert model.need_models[need].probabilities(columns, values) == pytest.approx(
+                need_model.predict_proba(expected_row)[0], abs=1e-9)
+
+
+def test_routing_reads_its_model_without_importing_scikit_learn():
+    probe = ("import sys; from routing import load_classifier; load_classifier().classify('修好登入頁的 bug'); "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                           cwd=Path(__file__).resolve().parent.parent)
+    assert (found.returncode, found.stdout.strip()) == (0, "[]"), found.stderr
 
 
 def test_needs_come_from_the_text_and_only_with_the_kinds_that_have_them():
