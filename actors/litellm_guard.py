@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx2
 
-from clients import (Answer, Budget, BudgetExceeded, CallFailed, CallTimedOut, ProxyUnreachable, RateLimited,
-                     call_direct, call_via_proxy, day_start, month_start, needs_litellm, probe_liveliness)
+from clients import (Answer, Budget, BudgetExceeded, CallFailed, CallTimedOut, LivenessProbe, ProxyUnreachable,
+                     RateLimited, call_direct, call_via_proxy, day_start, month_start, needs_litellm)
 from config import BudgetConfig, LiteLLMConfig, TierConfig
 from messages import (ChooseTier, CloudAnswered, Complete, Completion, CompletionFailed, CurrentRoute, LiteLLMDown,
                       LiteLLMUp, Notice, Probe, ProbeResult, ProxyRestarting, RecordCost, RecordSystemEvent,
@@ -67,6 +67,7 @@ class LiteLLMGuard(SupervisedActor):
         self._answered_once = False
         self._cooling_until: dict[str, float] = {}
         self._client: httpx2.AsyncClient | None = None
+        self._liveness = LivenessProbe(litellm.url)
         self._calls = {"proxy": 0, "direct": 0, "failed": 0}
         self._weighed = 0   # probe results (and calls that could not reach the proxy) taken into account
         self.budget: Budget | None = None
@@ -88,11 +89,12 @@ class LiteLLMGuard(SupervisedActor):
         self._learn_a_failed_start()
 
     def release(self) -> None:
-        if self._client is not None:
-            try:
+        try:
+            self.loop.submit(self._liveness.close()).result(timeout=5)
+            if self._client is not None:
                 self.loop.submit(self._client.aclose()).result(timeout=5)
-            except Exception:
-                pass
+        except Exception:
+            pass
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -115,7 +117,7 @@ class LiteLLMGuard(SupervisedActor):
 
     # --- the route -----------------------------------------------------------------------------------------
     def _probe(self) -> None:
-        future = self.loop.submit(probe_liveliness(self._client, self._config.url, self._config.probe_timeout_s))
+        future = self.loop.submit(self._liveness.check(self._config.probe_timeout_s))
         future.add_done_callback(lambda f: f.cancelled() or self.tell_self(
             ProbeResult(*f.result()) if not f.exception() else ProbeResult(False, describe(f.exception()))))
 

@@ -12,7 +12,6 @@ the tier is rate-limited (cool it down, try the next), the call timed out, or an
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -130,16 +129,6 @@ async def _call_direct_with_litellm(tier: TierConfig, messages: Sequence[Mapping
     tokens_in, tokens_out = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
     return Answer(text=response.choices[0].message.content or "", model=tier.direct_model, tokens_in=tokens_in,
                   tokens_out=tokens_out, usd=price(tier, tokens_in, tokens_out))
-
-
-async def probe_liveliness(client: httpx2.AsyncClient, url: str, timeout_s: float) -> tuple[bool, str]:
-    """`GET /health/liveliness`: never `/health`, which calls every upstream and spends tokens."""
-    started = time.monotonic()
-    try:
-        response = await client.get(f"{url}/health/liveliness", timeout=timeout_s)
-    except httpx2.HTTPError as error:
-        return False, f"{type(error).__name__} after {time.monotonic() - started:.2f}s"
-    return response.status_code == 200, f"HTTP {response.status_code}"
 
 
 def price(tier: TierConfig, tokens_in: int, tokens_out: int) -> float:
