@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
@@ -164,6 +163,7 @@ class _Part:
 
     def columns(self, text: str) -> tuple[list[int], list[float]]:
         """The part's sublinear TF-IDF of `text`, L2-normalised: columns and values."""
+        import numpy   # (here, not at the top: numpy is read with the model, off the orchestrator's start-up path)
         counts: dict[int, int] = {}
         for gram in char_grams(text) if self.analyzer == "char" else word_grams(text):
             if (column := self.vocabulary.get(gram)) is not None:
@@ -185,6 +185,7 @@ class _Linear:
 
     def probabilities(self, columns: Any, values: Any) -> Any:
         """What scikit-learn's `predict_proba` answers: the multinomial softmax (a sigmoid for two classes)."""
+        import numpy
         scores = self.coef[:, columns] @ values + self.intercept
         if scores.size == 1:
             chance = 1.0 / (1.0 + math.exp(-float(scores[0])))
@@ -222,6 +223,7 @@ class Classifier:
 
     def vector(self, text: str) -> tuple[Any, Any]:
         """The text's TF-IDF row, each part's side by side: columns and values."""
+        import numpy
         columns: list[int] = []
         values: list[float] = []
         for part in self.parts:
@@ -255,6 +257,7 @@ class Classifier:
 
     def _neighbours(self, columns: Any, values: Any, count: int = 2) -> tuple[tuple[str, str, float], ...]:
         """The labelled texts nearest by cosine: the sum, over the text's n-grams, of their columns' rows."""
+        import numpy
         indptr, indices, data = self.by_gram
         norm = math.sqrt(float(values @ values)) or 1.0
         spans = [(indptr[c], indptr[c + 1], v / norm) for c, v in zip(columns.tolist(), values.tolist(),
@@ -284,6 +287,7 @@ def fit(rows: list[dict[str, Any]], c: float = C) -> tuple[Any, Any, dict[str, A
 def compile_model(rows: list[dict[str, Any]], union: Any, kind_model: Any, need_models: dict[str, Any],
                   matrix: Any) -> Classifier:
     """The run-time form of scikit-learn's models: their vocabularies, idf weights and coefficients as arrays."""
+    import numpy
     from sklearn.preprocessing import normalize
     parts, names, offset = [], [], 0
     for _prefix, part in union.transformer_list:
