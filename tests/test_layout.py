@@ -140,3 +140,17 @@ def test_other_rooms_import_a_package_through_its_public_surface():
                 if package in SURFACED and not name.startswith(package + ".") and name != package:
                     reached_inside.append(f"{name}: from {node.module} import …")
     assert reached_inside == []
+
+
+def test_actors_holds_one_actor_per_module_registered_under_the_modules_name():
+    """A newcomer finds an actor by its registered name: `actors/<name>.py` holds it and nothing else that is an
+    actor (executors are registered under their config names, one per `executors:` entry)."""
+    from runtime import SupervisedActor
+    from vocabulary import ActorName
+    modules = sorted(path.stem for path in (PROJECT_ROOT / "actors").glob("*.py") if path.stem != "__init__")
+    for stem in modules:
+        module = importlib.import_module(f"actors.{stem}")
+        actors = [obj for obj in vars(module).values() if isinstance(obj, type) and issubclass(obj, SupervisedActor)
+                  and obj is not SupervisedActor and obj.__module__ == module.__name__]
+        assert len(actors) == 1, f"actors/{stem}.py defines {[a.__name__ for a in actors]}, not one actor"
+        assert stem == "executor" or stem in set(ActorName), f"actors/{stem}.py is not registered as {stem!r}"
