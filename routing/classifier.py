@@ -197,7 +197,7 @@ class _Linear:
 class Classifier:
     """The trained model as plain arrays, and its verdicts computed from them: routing imports numpy, not
     scikit-learn and SciPy (a second of start-up and about 100 MB that the orchestrator does not need).
-    `tests/test_routing_classifier.py` holds its features and probabilities equal to scikit-learn's."""
+    `tests/test_routing_classifier.py` holds its TF-IDF rows and probabilities equal to scikit-learn's."""
 
     def __init__(self, parts: list[_Part], kind_model: _Linear, need_models: dict[str, _Linear],
                  by_gram: tuple[Any, Any, Any], texts: list[str], kinds: list[str], names: list[str]):
