@@ -56,9 +56,12 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 # Everything: lint, the docstring examples, the unit tests and the slow ones (processes, trees, the real
-# LiteLLM proxy and OpenClaw).
+# LiteLLM proxy and OpenClaw), on TEST_WORKERS pytest-xdist workers (0: in one process). The whole suite is bound
+# by CPU (mostly the processes it starts), so one worker a core; tests sharing a costly fixture keep to one worker
+# (xdist groups, tests/conftest.py).
+TEST_WORKERS ?= 2
 test: lint openclaw claude chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Lint, the docstring examples and the unit tests: seconds, no OpenClaw install needed.
 test-fast: lint

@@ -8,7 +8,8 @@
   `models_world`: a route of the test's own, for tests that kill, restart or starve the proxy.
 - the real OpenClaw's fixtures (`openclaw_world`, `real_im_config`, `telegram`): see tests/real_openclaw.py.
 
-Tests that use any fixture starting processes are marked `slow` (see PROCESS_FIXTURES at the end).
+Tests that use any fixture starting processes are marked `slow` (see PROCESS_FIXTURES at the end). `make test` runs
+the suite on pytest-xdist workers: what they share and what they must not, at the end too.
 """
 from __future__ import annotations
 
@@ -35,12 +36,14 @@ from runtime.event_loop import EventLoopThread
 from runtime.journal import Journal
 from runtime.supervisor import Supervisor
 from config import EMBEDDED_DEFAULT, PROJECT_ROOT, Config, load_config, overlay
+from sandbox.openclaw_world import READY_TIMEOUT_S as OPENCLAW_READY_TIMEOUT_S
 
 # The real OpenClaw's fixtures, for every module: one gateway for the whole session (tests/real_openclaw.py).
 from .real_openclaw import (_openclaw_world_running, openclaw_models, openclaw_world,  # noqa: F401
                             real_im_config, telegram, telegram_api)
 
 TOKEN = "test-token-" + "x" * 20
+PROXY_START_S = 60    # a LiteLLM proxy's start deadline: ready in ~5 s idle, far longer on a starved machine
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +238,8 @@ def _model_overrides(ports: dict[str, int]) -> dict[str, Any]:
     direct = f"http://127.0.0.1:{ports['direct']}/v1"
     return {
         "providers": {name: ports[name] for name in ("admin", "free", "paid", "direct")},
-        "litellm": {"url": f"http://127.0.0.1:{ports['proxy']}", "probe_interval_s": 1, "start_deadline_s": 60,
+        "litellm": {"url": f"http://127.0.0.1:{ports['proxy']}", "probe_interval_s": 1,
+                    "start_deadline_s": PROXY_START_S,
                     "env": {"OMNI_SANDBOX_FREE_URL": f"http://127.0.0.1:{ports['free']}/v1",
                             "OMNI_SANDBOX_PAID_URL": f"http://127.0.0.1:{ports['paid']}/v1"},
                     "tiers": {"P1": {"direct_api_base": direct}, "P2": {"direct_api_base": direct}}},
@@ -326,8 +330,40 @@ def live_models(_shared_models, omni_home) -> dict[str, Any]:
 PROCESS_FIXTURES = {"start_tree", "supervisor_process", "models_world", "live_models", "openclaw_world",
                     "moltworker_status"}
 
+# Session fixtures started in the setup of the first test (on each worker) that needs them, and how long their start
+# may take by design: that test's pytest-timeout gets this much more, or a slow start would count as its hang.
+SESSION_STARTS_S = {"_openclaw_world_running": OPENCLAW_READY_TIMEOUT_S, "_shared_models": PROXY_START_S}
 
-def pytest_collection_modifyitems(items):
+# `make test` runs on several pytest-xdist workers (`-n 2 --dist loadgroup`). Each worker is a session of its own:
+# session fixtures are made once per worker that needs them, on free ports, in that worker's own tmp_path. A fixture
+# costly enough to be made once is kept to one worker by an xdist group: every test against the real OpenClaw
+# gateway ("openclaw": one gateway costs ~20 s of CPU to start), and the tests of a module sharing a module- or
+# class-scoped fixture (the module's path).
+OPENCLAW_GROUP = "openclaw"
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    names = set(getattr(item, "fixturenames", ()))
+    if "_openclaw_world_running" in names:
+        return OPENCLAW_GROUP
+    info = getattr(item, "_fixtureinfo", None)
+    for name in names:
+        definitions = info.name2fixturedefs.get(name) if info is not None else None
+        if definitions and definitions[-1].scope in ("module", "class"):
+            return item.nodeid.split("::", 1)[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    timeout_s = float(config.getini("timeout") or 0)
+    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if PROCESS_FIXTURES & names:
             item.add_marker(pytest.mark.slow)
+        starts_s = sum(seconds for name, seconds in SESSION_STARTS_S.items() if name in names)
+        if timeout_s and starts_s and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(timeout_s + starts_s))
+        if grouped and (group := _xdist_group(item)):
+            item.add_marker(pytest.mark.xdist_group(group))
