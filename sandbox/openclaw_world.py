@@ -10,8 +10,9 @@
 Its `openclaw.json` is config/openclaw/openclaw.json5 (the shipped front door, parsed with OpenClaw's own
 JSON5 parser) with only what a test world must change: the Telegram channel's `apiRoot` (the Bot API stand-in,
 sandbox/telegram_bot_api.py), the plugin path (this checkout), a model provider `omnisim` on `model_base_url`
-(an OpenAI-compatible server such as sandbox/providers.py) as agent "main"'s model, the gateway port, and
-`logging.file` inside the folder. Secrets stay `${…}` references, filled from the gateway's environment.
+(an OpenAI-compatible server such as sandbox/providers.py) as agent "main"'s model, the gateway port,
+`logging.file` inside the folder, and no heartbeat or memory dreaming (agent turns nobody asked for).
+Secrets stay `${…}` references, filled from the gateway's environment.
 
 The gateway runs in its own process group (every child of it dies with it); start, stop and kill are bounded in
 time, and `stop()` leaves no process behind. Layout of the folder: `home/` (HOME), `state/`
@@ -87,7 +88,11 @@ def world_config(front_door: dict[str, Any], telegram_api_root: str, model_base_
         "channels": {"telegram": {"apiRoot": telegram_api_root}},
         "models": {"mode": "merge", "providers": {MODEL_PROVIDER: {
             "baseUrl": model_base_url, "apiKey": "sandbox-key", "api": "openai-completions", "models": [model]}}},
-        "agents": {"defaults": {"model": {"primary": f"{MODEL_PROVIDER}/{MODEL_ID}"}}},
+        # No agent turn of OpenClaw's own: its heartbeat (every 30 min, the first at a random point of the
+        # first half hour) and memory dreaming (a nightly sweep) would call the model in the middle of a test
+        # that counts its calls.
+        "agents": {"defaults": {"model": {"primary": f"{MODEL_PROVIDER}/{MODEL_ID}"}, "heartbeat": {"every": "0m"}}},
+        "plugins": {"entries": {"memory-core": {"config": {"dreaming": {"enabled": False}}}}},
         "logging": {"file": str(log_file)},
     })
 
