@@ -43,6 +43,7 @@ from .real_openclaw import (_openclaw_world_running, openclaw_models, openclaw_w
                             real_im_config, telegram, telegram_api)
 
 TOKEN = "test-token-" + "x" * 20
+SHARED_PROXY_PROBE_TIMEOUT_S = 5   # the session's shared proxy: see _shared_models
 PROXY_START_S = 60    # a LiteLLM proxy's start deadline: ready in ~5 s idle, far longer on a starved machine
 
 
@@ -303,6 +304,10 @@ def _shared_models(tmp_path_factory) -> SharedModels:
         overrides["brainstem"] = {"model_path": str(make_tiny_qwen2(home / "models" / "tiny-qwen2"))}
         overrides["providers"] = None     # the tree starts none: these are shared
         overrides["litellm"]["mode"] = "external"   # nor a proxy: this one answers already, and outlives it
+        # No test kills, stops or starves this proxy: a liveness probe of it that misses the seed's 0.8 s says only
+        # that the machine was busy (a tree starting in the test's own process, the other workers), and a guard that
+        # took it for a dead proxy would start a repair task the test never asked for.
+        overrides["litellm"]["probe_timeout_s"] = SHARED_PROXY_PROBE_TIMEOUT_S
         yield SharedModels(overrides, ProvidersAdmin(ready["admin"]), ready, litellm, home)
     finally:
         if litellm is not None:
