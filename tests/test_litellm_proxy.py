@@ -247,7 +247,9 @@ def test_stop_leaves_no_process(make_cfg, managed, tmp_path):
 def test_broken_config_fails_naming_the_log(make_cfg, managed, tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("model_list: [this is: not, a: {valid config\n")
-    cfg = make_cfg(config_path=str(broken), start_deadline_s=30)
+    # The proxy reads its config only after importing litellm: ~4 s idle, past 30 s on a starved machine. The deadline
+    # is far above that: only a start that does not notice the exit waits for it.
+    cfg = make_cfg(config_path=str(broken), start_deadline_s=90)
     managed((cfg, tmp_path))
     began = time.perf_counter()
     with pytest.raises(ProxyStartFailed) as failure:
