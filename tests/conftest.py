@@ -13,6 +13,7 @@ the suite on pytest-xdist workers: what they share and what they must not, at th
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -139,11 +140,16 @@ def start_tree(omni_home):
         return tree
 
     yield start
-    for tree in trees:
-        if tree.supervisor.is_alive():
-            tree.supervisor.stop(block=True, timeout=30)
-        tree.loop.stop()
-        tree.journal.close()
+    with contextlib.ExitStack() as stops:   # every step runs, even after one that failed; trees in start order
+        for tree in reversed(trees):
+            stops.callback(tree.journal.close)
+            stops.callback(tree.loop.stop)
+            stops.callback(_stop_supervisor, tree)
+
+
+def _stop_supervisor(tree: Tree) -> None:
+    if tree.supervisor.is_alive():
+        tree.supervisor.stop(block=True, timeout=30)
 
 
 def executors_snapshot(tree: Tree) -> dict[str, dict[str, Any]]:
