@@ -138,4 +138,7 @@ def test_snapshots_answer_at_once_while_the_proxy_hangs(start_tree, write_config
         print(f"\n[measure] {asked} keeper snapshots of a hung proxy (a reading takes {HUNG_READING_S} s), "
               f"slowest {slowest * 1000:.1f} ms, fullest mailbox {max(mailboxes)}")
     finally:
-        os.kill(pid, signal.SIGCONT)
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:   # the keeper may have killed the hung proxy meanwhile (on a starved machine)
+            pass
