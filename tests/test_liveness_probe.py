@@ -4,7 +4,9 @@ proxy (the guard counts those towards "down")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from typing import AsyncIterator
 
 import pytest
 
@@ -58,16 +60,23 @@ def run(scenario) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+@contextlib.asynccontextmanager
+async def probing(suffix: str = "") -> AsyncIterator[tuple[Proxy, LivenessProbe]]:
+    """A proxy stand-in on a free port and a probe of it; both closed however the test ends."""
+    proxy = Proxy()
+    await proxy.start()
+    probe = LivenessProbe(f"http://127.0.0.1:{proxy.port}{suffix}")
+    try:
+        yield proxy, probe
+    finally:
+        await probe.close()
+        await proxy.stop()
+
+
 def test_a_live_proxy_is_probed_on_one_kept_alive_connection():
     async def scenario() -> None:
-        proxy = Proxy()
-        await proxy.start()
-        probe = LivenessProbe(f"http://127.0.0.1:{proxy.port}")
-        try:
+        async with probing() as (proxy, probe):
             answers = [await probe.check(1.0) for _ in range(5)]
-        finally:
-            await probe.close()
-            await proxy.stop()
         assert answers == [(True, "HTTP 200")] * 5
         assert (proxy.connections, proxy.requests, set(proxy.paths)) == (1, 5, {"/health/liveliness"})
     run(scenario)
@@ -75,43 +84,33 @@ def test_a_live_proxy_is_probed_on_one_kept_alive_connection():
 
 def test_an_unwell_answer_a_closed_connection_and_a_restart_on_the_same_port():
     async def scenario() -> None:
-        proxy = Proxy()
-        await proxy.start()
-        probe = LivenessProbe(f"http://127.0.0.1:{proxy.port}/")
-        try:
+        async with probing("/") as (proxy, probe):
             proxy.status = 503
             assert await probe.check(1.0) == (False, "HTTP 503")
             proxy.status, proxy.close_after = 200, True
             assert [await probe.check(1.0) for _ in range(3)] == [(True, "HTTP 200")] * 3
             assert proxy.connections == 3, "a connection the proxy closed is opened afresh"
-            port = proxy.port
             await proxy.stop()
             ok, detail = await probe.check(1.0)
             assert not ok and detail.startswith(("ConnectionRefusedError", "EOFError", "ConnectionResetError")), detail
-            proxy = Proxy()
-            await proxy.start(port)
-            assert await probe.check(1.0) == (True, "HTTP 200"), "a proxy restarted on its port is found again"
-        finally:
-            await probe.close()
-            await proxy.stop()
+            again = Proxy()
+            await again.start(proxy.port)
+            try:
+                assert await probe.check(1.0) == (True, "HTTP 200"), "a proxy restarted on its port is found again"
+            finally:
+                await again.stop()
     run(scenario)
 
 
 def test_a_hung_proxy_fails_the_probe_within_its_timeout_and_the_next_probe_starts_afresh():
     async def scenario() -> None:
-        proxy = Proxy()
-        await proxy.start()
-        proxy.hang = True
-        probe = LivenessProbe(f"http://127.0.0.1:{proxy.port}")
-        try:
+        async with probing() as (proxy, probe):
+            proxy.hang = True
             ok, detail = await probe.check(0.3)
             assert not ok and detail.startswith("TimeoutError after 0.3"), detail
             proxy.hang = False
             assert await probe.check(1.0) == (True, "HTTP 200")
             assert proxy.connections == 2
-        finally:
-            await probe.close()
-            await proxy.stop()
     run(scenario)
 
 
