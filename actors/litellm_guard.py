@@ -89,12 +89,12 @@ class LiteLLMGuard(SupervisedActor):
         self._learn_a_failed_start()
 
     def release(self) -> None:
-        try:
-            self.loop.submit(self._liveness.close()).result(timeout=5)
-            if self._client is not None:
-                self.loop.submit(self._client.aclose()).result(timeout=5)
-        except Exception:
-            pass
+        closing = [self._liveness.close()] + ([self._client.aclose()] if self._client is not None else [])
+        for close in closing:   # each on its own: one that fails or times out leaves the other to close
+            try:
+                self.loop.submit(close).result(timeout=5)
+            except Exception:
+                pass
 
     def on_receive(self, message: Any) -> Any:
         match message:
