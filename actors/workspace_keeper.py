@@ -36,6 +36,7 @@ from runtime import ChildContext, Journal, SupervisedActor
 from vocabulary import TERMINAL_STATES, ActorName
 
 READY_PER_REPO = 1     # one clean worktree waiting per repository: the next task's
+REMOVING = float("inf")  # a kept worktree's ended_at while git removes it: never swept twice, never claimed
 
 
 @dataclass
@@ -79,6 +80,7 @@ class WorkspaceKeeper(SupervisedActor):
         self._waiting: set[str] = set()                # executors told WorkspacesReady when one is prepared
         self._reopening: dict[int, bool] = {}          # follow-ups whose earlier worktree is being made again:
                                                        # True while git runs, False once it failed (use a fresh one)
+        self._after_removal: dict[str, int] = {}       # path -> the follow-up waiting for its removal to end
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def started(self) -> None:
@@ -150,6 +152,12 @@ class WorkspaceKeeper(SupervisedActor):
         if earlier is None or earlier.workspace is None:
             return None
         tree = self._trees.get(earlier.workspace)
+        if tree is not None and tree.ended_at == REMOVING:
+            # Its folder may be gone already: wait for the removal to end, then reopen it (or, if git could not
+            # remove it, take it as it is).
+            self._reopening[task.task_id] = True
+            self._after_removal[tree.path] = task.task_id
+            return None
         repo = self._repo_of(earlier.workspace)
         if tree is None and repo is not None and earlier.branch and task.task_id not in self._reopening:
             self._reopening[task.task_id] = True
@@ -207,7 +215,7 @@ class WorkspaceKeeper(SupervisedActor):
         for tree in list(self._trees.values()):
             keep_s = self._config.repos[tree.repo].keep_s
             if tree.ended_at is not None and now - tree.ended_at > keep_s and tree.task_id is not None:
-                tree.ended_at = float("inf")   # being removed: not swept twice
+                tree.ended_at = REMOVING
                 self._run(_remove(self._config.repos[tree.repo], tree.path, None))
         self._top_up()
 
@@ -227,11 +235,15 @@ class WorkspaceKeeper(SupervisedActor):
         tree = self._trees.get(removed.path)
         if removed.error is not None:
             self._journal.record("workspace_not_removed", path=removed.path, error=removed.error)
-            if tree is not None and tree.ended_at == float("inf"):
+            if tree is not None and tree.ended_at == REMOVING:
                 tree.ended_at = time.time()   # try again after another keep_s
-            return
-        self._trees.pop(removed.path, None)
-        self._journal.record("workspace_removed", repo=removed.repo, path=removed.path)
+        else:
+            self._trees.pop(removed.path, None)
+            self._journal.record("workspace_removed", repo=removed.repo, path=removed.path)
+        follow_up = self._after_removal.pop(removed.path, None)
+        if follow_up is not None:   # its next claim reopens the folder, or takes the one git left
+            self._reopening.pop(follow_up, None)
+            self._tell_waiting()
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def _run(self, coroutine: Any) -> None:
@@ -244,7 +256,9 @@ class WorkspaceKeeper(SupervisedActor):
     def _state_of(self, tree: Worktree) -> str:
         if tree.task_id is None:
             return "ready"
-        return "in use" if tree.ended_at is None else "kept"
+        if tree.ended_at is None:
+            return "in use"
+        return "removing" if tree.ended_at == REMOVING else "kept"
 
     def _repo_of(self, path: str) -> str | None:
         parent = Path(path).parent

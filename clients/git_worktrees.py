@@ -11,7 +11,7 @@ import asyncio
 import os
 
 GIT_TIMEOUT_S = 60.0
-# git never asks (no editor, no credentials prompt) and never reads the user's hooks config for our commands.
+# git never asks (no editor, no credentials prompt); our commits skip the pre-commit hooks (--no-verify).
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "LC_ALL": "C"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -206,6 +207,34 @@ def test_continue_after_the_worktree_was_removed_reopens_it_on_its_kept_branch(w
     # Kept 0.5 s, it is removed again, its leftovers committed: the branch holds both tasks' work, so the
     # follow-up ran on the kept branch (a fresh worktree from main would have no a.txt).
     wait_until(lambda: not Path(follow.workspace).exists(), 15, "the reopened worktree removed after keep_s")
+    assert {"a.txt", "b.txt"} <= set(git(repos["app"], "ls-tree", "-r", "--name-only", first.branch).split())
+
+
+def test_continue_while_the_kept_worktree_is_being_removed_waits_and_reopens_it(write_config, start_tree, repos,
+                                                                                 tmp_path, monkeypatch):
+    # git stays 2 s in `worktree remove` after the folder is gone, so the follow-up comes while the keeper still
+    # holds the worktree as being removed: it must wait for the removal and reopen the folder, not take a
+    # folder that no longer exists.
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "git").write_text(f'#!/bin/sh\n{shutil.which("git")} "$@"; status=$?\n'
+                              'case "$*" in *"worktree remove"*) sleep 2;; esac\nexit $status\n')
+    (slow / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    config = workspaces(repos)
+    config["workspaces"]["repos"]["app"]["keep_s"] = 0.5
+    tree = start_tree(write_config(**config))
+    ready(tree)
+    first = run(tree, "[touch a.txt] fix the app")
+    wait_until(lambda: not Path(first.workspace).exists()
+               and [t["state"] for t in worktrees(tree) if t["path"] == first.workspace] == ["removing"], 15,
+               "the kept worktree's folder gone while git is still removing it")
+    command(tree, f"/continue {first.task_id} [touch b.txt] now add a test", "telegram:1")
+    follow = finished(tree, first.task_id + 1)
+    assert follow.state == "completed", follow.error
+    assert (follow.workspace, follow.branch) == (first.workspace, first.branch)
+    wait_until(lambda: not worktrees(tree, repo="app", state="kept") and not worktrees(tree, "removing", "app")
+               and not Path(follow.workspace).exists(), 20, "the reopened worktree removed after keep_s")
     assert {"a.txt", "b.txt"} <= set(git(repos["app"], "ls-tree", "-r", "--name-only", first.branch).split())
 
 
