@@ -58,10 +58,10 @@ lint: setup
 # Everything: lint, the docstring examples, the unit tests and the slow ones (processes, trees, the real
 # LiteLLM proxy and OpenClaw), on TEST_WORKERS pytest-xdist workers (0: in one process). The whole suite is bound
 # by CPU (mostly the processes it starts), so one worker a core; tests sharing a costly fixture keep to one worker
-# (xdist groups, tests/conftest.py).
+# (xdist groups, tests/conftest.py). The 25 slowest tests are listed at the end: where the suite's time goes.
 TEST_WORKERS ?= 2
 test: lint openclaw claude chromium
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 # Lint, the docstring examples and the unit tests: seconds, no OpenClaw install needed.
 test-fast: lint
