@@ -3,7 +3,8 @@ directly to the providers with the backup keys. It also owns the tier rules (P1 
 P1 is cooling down or the work asks for it, only within budget) and the cost of every call it makes.
 
 Proxy down means: `failures_to_down` consecutive failed liveliness probes, where a connection error on a
-real call counts as one too. A proxy answering 429 `all_deployments_in_cooldown` is alive: that cools the
+real call counts as one too (a probe whose timer fired late, this process starved, judges nothing:
+clients/liveness.py). A proxy answering 429 `all_deployments_in_cooldown` is alive: that cools the
 tier down, it does not bypass the proxy. A call that finds the proxy unreachable is retried once on the
 direct route, so callers do not see the failover. Back is `successes_to_up` consecutive good probes,
 whoever brought the proxy back (the repair task, its restart command, a user): calls take the working
@@ -122,6 +123,9 @@ class LiteLLMGuard(SupervisedActor):
             ProbeResult(*f.result()) if not f.exception() else ProbeResult(False, describe(f.exception()))))
 
     def _probed(self, result: ProbeResult) -> None:
+        if not result.judged:   # our own process was starved past the probe's deadline: nothing on the proxy
+            self._journal.record("probe_not_judged", route=self.route, detail=result.detail[:200])
+            return
         self._weighed += 1
         if result.ok:
             self._failures, self._successes, self._answered_once = 0, self._successes + 1, True

@@ -6,8 +6,12 @@ orchestrator together; here it is one small write and one read on a connection t
 proxy closed, or a probe that failed, is opened afresh next time, so a proxy restarted on the same port is found.
 
     probe = LivenessProbe("http://127.0.0.1:4000")
-    ok, detail = await probe.check(timeout_s=0.8)      # (True, "HTTP 200") or (False, "ConnectionRefusedError …")
+    ok, detail, judged = await probe.check(timeout_s=0.8)   # (True, "HTTP 200", True), (False, "Connection…", True)
     await probe.close()
+
+A timeout whose timer fired more than STARVED_S after its deadline judges nothing: this process (its event loop,
+the GIL) was busy elsewhere, and the answer may be waiting unread. Below that, a probe judged failed is one the proxy
+did not answer within timeout_s + STARVED_S of wall time (the seed: two failures under 1 s, with 0.8 s probes).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import h11
 
 PATH = "/health/liveliness"
 READ_SIZE = 4096
+STARVED_S = 0.2
 
 
 class LivenessProbe:
@@ -36,18 +41,24 @@ class LivenessProbe:
         self._writer: asyncio.StreamWriter | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def check(self, timeout_s: float) -> tuple[bool, str]:
-        """(answered 200, what happened): `HTTP 503`, or the error and how long it took."""
+    async def check(self, timeout_s: float) -> tuple[bool, str, bool]:
+        """(answered 200, what happened, judged): `HTTP 503`, or the error and how long it took; judged is False
+        for a timeout that fired too late to say anything of the proxy."""
         self._lock = self._lock or asyncio.Lock()
         started = time.monotonic()
         async with self._lock:
+            deadline = time.monotonic() + timeout_s
             try:
                 async with asyncio.timeout(timeout_s):
                     status = await self._get()
             except (OSError, EOFError, TimeoutError, h11.ProtocolError) as error:
                 await self.close()
-                return False, f"{type(error).__name__} after {time.monotonic() - started:.2f}s"
-        return status == 200, f"HTTP {status}"
+                late_s = time.monotonic() - deadline
+                if isinstance(error, TimeoutError) and late_s > STARVED_S:
+                    return False, f"no verdict: this process was starved, its {timeout_s:g}s timer fired " \
+                                  f"{late_s:.2f}s late", False
+                return False, f"{type(error).__name__} after {time.monotonic() - started:.2f}s", True
+        return status == 200, f"HTTP {status}", True
 
     async def close(self) -> None:
         writer, self._writer, self._reader, self._connection = self._writer, None, None, None

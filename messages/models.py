@@ -79,6 +79,7 @@ class Probe:
 class ProbeResult:
     ok: bool
     detail: str
+    judged: bool = True   # False: the probe's own process was too starved to tell (its timer fired late)
 
 
 @dataclass(frozen=True, slots=True)

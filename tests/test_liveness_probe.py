@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from typing import AsyncIterator
 
 import pytest
 
 from clients import LivenessProbe
+from clients.liveness import STARVED_S
 
 
 class Proxy:
@@ -77,7 +79,7 @@ def test_a_live_proxy_is_probed_on_one_kept_alive_connection():
     async def scenario() -> None:
         async with probing() as (proxy, probe):
             answers = [await probe.check(1.0) for _ in range(5)]
-        assert answers == [(True, "HTTP 200")] * 5
+        assert answers == [(True, "HTTP 200", True)] * 5
         assert (proxy.connections, proxy.requests, set(proxy.paths)) == (1, 5, {"/health/liveliness"})
     run(scenario)
 
@@ -86,17 +88,18 @@ def test_an_unwell_answer_a_closed_connection_and_a_restart_on_the_same_port():
     async def scenario() -> None:
         async with probing("/") as (proxy, probe):
             proxy.status = 503
-            assert await probe.check(1.0) == (False, "HTTP 503")
+            assert await probe.check(1.0) == (False, "HTTP 503", True)
             proxy.status, proxy.close_after = 200, True
-            assert [await probe.check(1.0) for _ in range(3)] == [(True, "HTTP 200")] * 3
+            assert [await probe.check(1.0) for _ in range(3)] == [(True, "HTTP 200", True)] * 3
             assert proxy.connections == 3, "a connection the proxy closed is opened afresh"
             await proxy.stop()
-            ok, detail = await probe.check(1.0)
-            assert not ok and detail.startswith(("ConnectionRefusedError", "EOFError", "ConnectionResetError")), detail
+            ok, detail, judged = await probe.check(1.0)
+            gone = ("ConnectionRefusedError", "EOFError", "ConnectionResetError")
+            assert judged and not ok and detail.startswith(gone), detail
             again = Proxy()
             await again.start(proxy.port)
             try:
-                assert await probe.check(1.0) == (True, "HTTP 200"), "a proxy restarted on its port is found again"
+                assert await probe.check(1.0) == (True, "HTTP 200", True), "a proxy restarted on its port is found"
             finally:
                 await again.stop()
     run(scenario)
@@ -106,11 +109,25 @@ def test_a_hung_proxy_fails_the_probe_within_its_timeout_and_the_next_probe_star
     async def scenario() -> None:
         async with probing() as (proxy, probe):
             proxy.hang = True
-            ok, detail = await probe.check(0.3)
-            assert not ok and detail.startswith("TimeoutError after 0.3"), detail
+            ok, detail, judged = await probe.check(0.3)
+            assert judged and not ok and detail.startswith("TimeoutError after 0.3"), detail
             proxy.hang = False
-            assert await probe.check(1.0) == (True, "HTTP 200")
+            assert await probe.check(1.0) == (True, "HTTP 200", True)
             assert proxy.connections == 2
+    run(scenario)
+
+
+def test_a_timeout_that_fires_late_because_this_process_was_starved_judges_nothing():
+    # The loop is blocked past the probe's deadline, as the GIL held by another thread would block it: the late
+    # timeout judges nothing of the proxy. With the loop free again, the same hung proxy is judged.
+    async def scenario() -> None:
+        async with probing() as (proxy, probe):
+            proxy.hang = True
+            asyncio.get_running_loop().call_later(0.05, time.sleep, 0.3 + STARVED_S + 0.2)
+            ok, detail, judged = await probe.check(0.3)
+            assert (ok, judged) == (False, False) and detail.startswith("no verdict: this process was starved"), detail
+            ok, detail, judged = await probe.check(0.3)
+            assert (ok, judged) == (False, True) and detail.startswith("TimeoutError after 0.3"), detail
     run(scenario)
 
 
@@ -120,8 +137,8 @@ def test_nothing_listening_is_named_and_a_url_it_cannot_speak_to_is_refused_at_o
             unused.bind(("127.0.0.1", 0))
             port = unused.getsockname()[1]
         probe = LivenessProbe(f"http://127.0.0.1:{port}")
-        ok, detail = await probe.check(1.0)
-        assert not ok and detail.startswith("ConnectionRefusedError after"), detail
+        ok, detail, judged = await probe.check(1.0)
+        assert judged and not ok and detail.startswith("ConnectionRefusedError after"), detail
     run(scenario)
     with pytest.raises(ValueError, match="plain HTTP"):
         LivenessProbe("https://proxy.example:4000")
