@@ -122,6 +122,7 @@ TASK_COLUMNS = ("id", "description", "state", "kind", "executor", "tier", "attem
                 "error", "created_at", "updated_at", "idempotency_key", "workspace", "branch", "session_id",
                 "continues", "progress")
 SELECT_TASK = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "id" = ?'
+SELECT_TASKS = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task"'   # + WHERE / ORDER BY / LIMIT (StateStore._list)
 SELECT_TASK_BY_KEY = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "idempotency_key" = ?'
 INSERT_TASK = (f'INSERT INTO "task" ({", ".join(TASK_COLUMNS[1:])}) '
                f'VALUES ({", ".join("?" for _ in TASK_COLUMNS[1:])})')

@@ -14,7 +14,7 @@ from runtime.journal import Journal
 from store.lifecycle import LEGAL_TRANSITIONS, check_transition
 from vocabulary import TaskState
 from config import SupervisionConfig
-from messages import CountTasksByState, CreateTask, GetTaskHistory, Transition
+from messages import CountTasksByState, CreateTask, GetTaskHistory, ListTasks, Transition
 
 from .conftest import wait_until
 
@@ -71,6 +71,23 @@ def test_every_move_is_an_event_row_with_its_reason(store):
         (None, "idle", "received from mcp (telegram:7)"),
         ("idle", "dispatching", "kind general → general"),
         ("dispatching", "executing", "calling run_task")]
+
+
+def test_tasks_are_listed_by_state_and_executor_newest_or_oldest_first_up_to_the_limit(store):
+    directory = store()
+    ids = [directory.ask("state_store", CreateTask(f"task {n}")).task_id for n in range(5)]
+    for task_id, executor in zip(ids[:3], ("coder", "general", "coder"), strict=True):
+        directory.ask("state_store", Transition(task_id, "dispatching", "routed", executor=executor))
+
+    def listed(**query) -> list[int]:
+        return [task.task_id for task in directory.ask("state_store", ListTasks(**query))]
+    assert listed() == ids[::-1]
+    assert listed(state=TaskState.IDLE) == ids[:2:-1]
+    assert listed(state=TaskState.DISPATCHING, executor="coder", oldest_first=True) == [ids[0], ids[2]]
+    assert listed(executor="general") == [ids[1]] and listed(state=TaskState.IDLE, executor="coder") == []
+    assert listed(limit=2, oldest_first=True) == ids[:2]
+    task = directory.ask("state_store", ListTasks(state=TaskState.DISPATCHING, limit=1))[0]
+    assert (task.task_id, task.description, task.executor, task.state) == (ids[2], "task 2", "coder", "dispatching")
 
 
 def test_an_expected_state_guards_against_races(store):
