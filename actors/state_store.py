@@ -291,8 +291,8 @@ class StateStore(SupervisedActor):
         return self._row(SELECT_TASK, task_id)
 
     def _list(self, query: ListTasks) -> list[TaskView]:
-        # Plain SQL, not a peewee query built anew: the Router and the executors reconcile with this every few
-        # seconds, and building the query was most of an idle store's CPU.
+        # Plain SQL, not a peewee query built anew: the Router reconciles with two of these every few seconds,
+        # and building the query was most of an idle store's CPU.
         where = [(column, value) for column, value in (("state", query.state), ("executor", query.executor))
                  if value is not None]
         conditions = "".join(f' {"AND" if n else "WHERE"} "{column}" = ?' for n, (column, _) in enumerate(where))
