@@ -80,7 +80,6 @@ class WorkspaceKeeper(SupervisedActor):
         self._waiting: set[str] = set()                # executors told WorkspacesReady when one is prepared
         self._reopening: dict[int, bool] = {}          # follow-ups whose earlier worktree is being made again:
                                                        # True while git runs, False once it failed (use a fresh one)
-        self._after_removal: dict[str, int] = {}       # path -> the follow-up waiting for its removal to end
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def started(self) -> None:
@@ -124,8 +123,8 @@ class WorkspaceKeeper(SupervisedActor):
     def _claim(self, task: TaskView) -> WorkspaceClaimed | None:
         held = next((t for t in self._trees.values() if t.task_id == task.task_id), None)
         if held is None and task.continues is not None and self._reopening.get(task.task_id) is not False:
-            held = self._continued(task)
-            if held is None and task.task_id in self._reopening:
+            held, wait = self._continued(task)
+            if wait:
                 self._waiting.add(task.executor or "")
                 return None
         if held is None:
@@ -144,25 +143,22 @@ class WorkspaceKeeper(SupervisedActor):
         self._top_up()
         return WorkspaceClaimed(held.path, held.branch, held.repo)
 
-    def _continued(self, task: TaskView) -> Worktree | None:
-        """The earlier task's worktree; removed by age meanwhile, it is made again at the same path on its kept
-        branch (so that the work and a Claude Code session, which lives in its folder, go on) and None is
-        answered until it is ready."""
+    def _continued(self, task: TaskView) -> tuple[Worktree | None, bool]:
+        """(the earlier task's worktree, whether to wait for it). Removed by age meanwhile, it is made again at
+        the same path on its kept branch (so that the work and a Claude Code session, which lives in its folder,
+        go on); the follow-up waits until it is ready, or until a removal under way has ended (its folder may be
+        gone already: asked again then, it is reopened, or taken as it is if git could not remove it)."""
         earlier = self.directory.ask(ActorName.STATE_STORE, GetTask(task.continues))
         if earlier is None or earlier.workspace is None:
-            return None
+            return None, False
         tree = self._trees.get(earlier.workspace)
-        if tree is not None and tree.ended_at == REMOVING:
-            # Its folder may be gone already: wait for the removal to end, then reopen it (or, if git could not
-            # remove it, take it as it is).
-            self._reopening[task.task_id] = True
-            self._after_removal[tree.path] = task.task_id
-            return None
+        if tree is not None:
+            return (None, True) if tree.ended_at == REMOVING else (tree, False)
         repo = self._repo_of(earlier.workspace)
-        if tree is None and repo is not None and earlier.branch and task.task_id not in self._reopening:
+        if repo is not None and earlier.branch and task.task_id not in self._reopening:
             self._reopening[task.task_id] = True
             self._run(_prepare(self._config.repos[repo], earlier.workspace, earlier.branch, task.task_id))
-        return tree
+        return None, task.task_id in self._reopening
 
     def _task_changed(self, task: TaskView) -> None:
         for tree in self._trees.values():
@@ -240,10 +236,7 @@ class WorkspaceKeeper(SupervisedActor):
         else:
             self._trees.pop(removed.path, None)
             self._journal.record("workspace_removed", repo=removed.repo, path=removed.path)
-        follow_up = self._after_removal.pop(removed.path, None)
-        if follow_up is not None:   # its next claim reopens the folder, or takes the one git left
-            self._reopening.pop(follow_up, None)
-            self._tell_waiting()
+        self._tell_waiting()   # a follow-up may be waiting for this removal to end
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def _run(self, coroutine: Any) -> None:
