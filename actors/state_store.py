@@ -293,11 +293,12 @@ class StateStore(SupervisedActor):
     def _list(self, query: ListTasks) -> list[TaskView]:
         # Plain SQL, not a peewee query built anew: the Router reconciles with two of these every few seconds,
         # and building the query was most of an idle store's CPU.
-        where = [(column, value) for column, value in (("state", query.state), ("executor", query.executor))
-                 if value is not None]
-        conditions = "".join(f' {"AND" if n else "WHERE"} "{column}" = ?' for n, (column, _) in enumerate(where))
-        sql = f'{SELECT_TASKS}{conditions} ORDER BY "id" {"ASC" if query.oldest_first else "DESC"} LIMIT ?'
-        return [TaskView(*row) for row in self._sql(sql, (*(value for _, value in where), query.limit)).fetchall()]
+        where = {column: value for column, value in (("state", query.state), ("executor", query.executor))
+                 if value is not None}
+        conditions = " AND ".join(f'"{column}" = ?' for column in where)
+        sql = (SELECT_TASKS + (f" WHERE {conditions}" if conditions else "")
+               + f' ORDER BY "id" {"ASC" if query.oldest_first else "DESC"} LIMIT ?')
+        return [TaskView(*row) for row in self._sql(sql, (*where.values(), query.limit)).fetchall()]
 
     def _count_by_state(self) -> dict[str, int]:
         counts = {str(state): 0 for state in TaskState}

@@ -7,7 +7,6 @@ from .schema import (INSERT_EVENT, INSERT_TASK, SELECT_TASK, SELECT_TASK_BY_KEY,
                      Task, TaskEvent, open_database)
 
 __all__ = ["INSERT_EVENT", "INSERT_TASK", "SELECT_TASK", "SELECT_TASK_BY_KEY", "SELECT_TASKS", "UPDATE_PROGRESS",
-           "UPDATE_TASK",
-           "ActorState", "CostEntry", "INTERRUPTED_BY_RESTART", "IllegalTransition", "ImHeld", "ImInbound",
-           "ImOutbound", "NotifySetting", "KeyReused", "LEGAL_TRANSITIONS", "SystemEvent", "Task", "TaskEvent",
-           "UnknownTask", "check_transition", "open_database"]
+           "UPDATE_TASK", "ActorState", "CostEntry", "INTERRUPTED_BY_RESTART", "IllegalTransition", "ImHeld",
+           "ImInbound", "ImOutbound", "NotifySetting", "KeyReused", "LEGAL_TRANSITIONS", "SystemEvent", "Task",
+           "TaskEvent", "UnknownTask", "check_transition", "open_database"]

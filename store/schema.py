@@ -121,9 +121,9 @@ MODELS = (Task, TaskEvent, CostEntry, SystemEvent, ActorState, ImInbound, ImOutb
 TASK_COLUMNS = ("id", "description", "state", "kind", "executor", "tier", "attempts", "sender", "source", "result",
                 "error", "created_at", "updated_at", "idempotency_key", "workspace", "branch", "session_id",
                 "continues", "progress")
-SELECT_TASK = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "id" = ?'
 SELECT_TASKS = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task"'   # + WHERE / ORDER BY / LIMIT (StateStore._list)
-SELECT_TASK_BY_KEY = f'SELECT {", ".join(TASK_COLUMNS)} FROM "task" WHERE "idempotency_key" = ?'
+SELECT_TASK = SELECT_TASKS + ' WHERE "id" = ?'
+SELECT_TASK_BY_KEY = SELECT_TASKS + ' WHERE "idempotency_key" = ?'
 INSERT_TASK = (f'INSERT INTO "task" ({", ".join(TASK_COLUMNS[1:])}) '
                f'VALUES ({", ".join("?" for _ in TASK_COLUMNS[1:])})')
 UPDATE_PROGRESS = 'UPDATE "task" SET "progress" = ? WHERE "id" = ?'
