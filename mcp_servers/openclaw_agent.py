@@ -112,6 +112,10 @@ class TurnFailed(Exception):
     """A turn that could not run or did not succeed; its message is the one line the caller sees."""
 
 
+class GatewayRefused(TurnFailed):
+    """The gateway answered a request with an error frame."""
+
+
 # --- settings ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Settings:
@@ -286,7 +290,7 @@ class Gateway:
             self._pending.pop(request_id, None)
         if not frame.get("ok"):
             error = frame.get("error") or {}
-            raise TurnFailed(f"{self.where} refused {method}: {self.scrub(error.get('message', error))}")
+            raise GatewayRefused(f"{self.where} refused {method}: {self.scrub(error.get('message', error))}")
         return frame.get("payload") or {}
 
     async def close(self) -> None:
@@ -409,7 +413,9 @@ class RunWatch:
             return
         data = payload.get("data") or {}
         if payload.get("stream") == "lifecycle" and data.get("error"):
-            self.last_error = _one_line(data["error"], 200)
+            # an abort (ours, or OpenClaw's of a hung model call) is what followed the error, not its cause
+            if not (self.last_error and str(data["error"]).startswith("aborted")):
+                self.last_error = _one_line(data["error"], 200)
         elif payload.get("stream") == "run_status" and data.get("message"):
             self.note = _one_line(data["message"], 120).rstrip(".")
         elif payload.get("stream") == "lifecycle" and data.get("phase"):
@@ -463,10 +469,20 @@ async def _turn_on(gateway: Gateway, prompt: str, session_key: str, scope: str, 
     watch = RunWatch()
     gateway.on_agent_event = watch.hear
     started = time.monotonic()
+    refused = None
     for attempt in range(1, MAX_RUNS_PER_TASK + 1):
         idempotency_key = f"omni-task-{scope}.{attempt}" if scope else str(uuid.uuid4())
-        accepted = await gateway.request("agent", {"message": prompt, "sessionKey": session_key,
-                                                   "idempotencyKey": idempotency_key})
+        try:
+            accepted = await gateway.request("agent", {"message": prompt, "sessionKey": session_key,
+                                                       "idempotencyKey": idempotency_key})
+        except GatewayRefused as refusal:
+            # a slow gateway may refuse an aborted run's key ("… without an active admitted run") rather than say
+            # it was aborted: the next key starts afresh; a fresh key refused too means the request itself is wrong
+            if refused or not scope:
+                raise
+            refused = refusal
+            continue
+        refused = None
         watch.run_id = accepted.get("runId") or idempotency_key
         status = accepted.get("status")
         if status not in ("accepted", "in_flight", "ok"):
@@ -488,8 +504,8 @@ async def _wait(gateway: Gateway, watch: RunWatch, session_key: str, started: fl
         while True:
             left_s = limit_s - (time.monotonic() - started)
             if left_s <= 0:
-                aborted = await _abort(gateway, watch.run_id, session_key)
                 why = f"; last model error: {watch.last_error}" if watch.last_error else ""
+                aborted = await _abort(gateway, watch.run_id, session_key)
                 raise TurnFailed(f"OpenClaw's agent did not finish within {limit_s:g}s: run {watch.run_id} "
                                  f"{aborted}{why}")
             slice_s = min(gateway.settings.wait_slice_s, left_s)

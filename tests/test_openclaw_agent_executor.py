@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -24,7 +25,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from clients.gateway_client import GatewaySession
 from config import PROJECT_ROOT
-from mcp_servers.openclaw_agent import task_scope
+from mcp_servers.openclaw_agent import GatewayRefused, RunWatch, _turn_on, task_scope
 from sandbox.openclaw_world import OpenClawWorld
 
 from .conftest import TOKEN, free_port, wait_until
@@ -216,6 +217,52 @@ def test_a_repeated_call_reattaches_and_a_retry_after_an_abort_starts_afresh(gat
                            env_for(gateway.token))
     scope = task_scope("r2", "x")
     assert f"run omni-task-{scope}.1 aborted" in text(aborted) and f"run omni-task-{scope}.2 aborted" in text(retried)
+
+
+class ScriptedGateway:
+    """The gateway's answers to `agent` by idempotency key, as OpenClaw 2026.9.6 gave them (a refusal's text is the
+    one a slow gateway gave for an aborted run's key); every run it accepts ends ok. Leaves out the WebSocket, events
+    and aborts: it is for the retry rule of `_turn_on` alone."""
+    where = "OpenClaw gateway at ws://scripted"
+    settings = SimpleNamespace(wait_slice_s=1.0)
+    on_agent_event = None
+
+    def __init__(self, refused_keys: set[str]):
+        self.refused_keys, self.asked = refused_keys, []
+
+    async def request(self, method: str, params: dict[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+        if method == "agent.wait":
+            return {"status": "ok", "runId": params["runId"], "terminalReply": {"text": f"done by {params['runId']}"}}
+        self.asked.append(key := params["idempotencyKey"])
+        if key in self.refused_keys:
+            raise GatewayRefused(f"{self.where} refused agent: embedded attempt reached dispatch without an active "
+                                 "admitted run")
+        return {"status": "accepted", "runId": key}
+
+
+async def no_progress(done: float, total: float, message: str) -> None:
+    pass
+
+
+def test_a_refused_key_of_an_earlier_run_moves_to_the_next_and_a_second_refusal_is_the_error():
+    aborted_first = ScriptedGateway({"omni-task-s.1"})
+    answer = asyncio.run(_turn_on(aborted_first, "x", "agent:main:omni-s", "s", 10, no_progress))
+    assert (answer, aborted_first.asked) == ("done by omni-task-s.2", ["omni-task-s.1", "omni-task-s.2"])
+    refusing = ScriptedGateway({"omni-task-s.1", "omni-task-s.2", "omni-task-s.3"})
+    with pytest.raises(GatewayRefused, match="refused agent: embedded attempt"):
+        asyncio.run(_turn_on(refusing, "x", "agent:main:omni-s", "s", 10, no_progress))
+    assert refusing.asked == ["omni-task-s.1", "omni-task-s.2"], "a fresh key refused too is the request's fault"
+
+
+def test_an_abort_after_a_model_error_leaves_the_model_error_as_the_explanation():
+    watch = RunWatch(run_id="r")
+    for error in ("⚠️ broken/sim request failed (provider internal error, HTTP 500)",
+                  "aborted | This operation was aborted | 20"):
+        watch.hear({"runId": "r", "stream": "lifecycle", "data": {"error": error}})
+    assert watch.last_error == "⚠️ broken/sim request failed (provider internal error, HTTP 500)"
+    alone = RunWatch(run_id="r")
+    alone.hear({"runId": "r", "stream": "lifecycle", "data": {"error": "aborted | This operation was aborted | 20"}})
+    assert alone.last_error == "aborted | This operation was aborted | 20"
 
 
 # --- Moltworker: a remote OpenClaw (here the local gateway on ws://, with a stand-in of its /api/status) --------
