@@ -27,9 +27,9 @@ def im_section() -> dict:
     return {"allow": [USER, OPERATOR, "cli:*"], "locale": "en", "wait_ms": 2000, "openclaw": bridge_process}
 
 
-def start(start_tree, write_config, models_world, cap_usd: float):
+def start(start_tree, write_config, live_models, cap_usd: float):
     """The tree with IM, notices in zh-Hant, both caps at `cap_usd` and a warning at half of them."""
-    tree = start_with_models(start_tree, write_config, models_world, locale="zh-Hant", im=im_section(),
+    tree = start_with_models(start_tree, write_config, live_models, locale="zh-Hant", im=im_section(),
                              health=NO_PINGS, brainstem={"model_path": None},
                              budget={"daily_usd": cap_usd, "monthly_usd": cap_usd, "paid_call_reserve_usd": 1e-9,
                                      "warn_at": [0.5], "operators": [OPERATOR]})
@@ -50,8 +50,8 @@ def stop(tree) -> None:
 
 
 def test_the_sender_and_the_operator_are_told_once_per_period_even_across_restarts(start_tree, write_config,
-                                                                                 models_world, omni_home):
-    tree = start(start_tree, write_config, models_world, cap_usd=1.0)
+                                                                                 live_models, omni_home):
+    tree = start(start_tree, write_config, live_models, cap_usd=1.0)
     operator, user = Chat(omni_home, to=OPERATOR), Chat(omni_home)
     operator.ask("/status")                    # OpenClaw knows a conversation with the operator from here on
     task_id = created_id(user.ask("Draft the launch plan"))
@@ -60,7 +60,7 @@ def test_the_sender_and_the_operator_are_told_once_per_period_even_across_restar
     stop(tree)
 
     cap = 3.5 * one_call                       # one call booked: 29 %; the next one brings both caps to 57 %
-    tree = start(start_tree, write_config, models_world, cap_usd=cap)
+    tree = start(start_tree, write_config, live_models, cap_usd=cap)
     user, operator = Chat(omni_home), Chat(omni_home, to=OPERATOR)   # a new tree, a new stub bridge process
     ask_model(tree, tier="P2", task_id=task_id)
     told = warnings_in_store(tree)
@@ -78,7 +78,7 @@ def test_the_sender_and_the_operator_are_told_once_per_period_even_across_restar
     assert any(reason.startswith(DAILY) for reason in history), "`/why` shows it to a sender without IM too"
     stop(tree)
 
-    tree = start(start_tree, write_config, models_world, cap_usd=cap)
+    tree = start(start_tree, write_config, live_models, cap_usd=cap)
     ask_model(tree, tier="P2", task_id=task_id)          # 86 % now: the 50 % warnings were told already
     assert len(warnings_in_store(tree)) == 2, "a restart does not repeat a warning"
     with sqlite3.connect(tree.cfg.database_path) as db:   # the IM outbox, kept across the restarts

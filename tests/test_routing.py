@@ -83,8 +83,8 @@ def test_why_shows_the_evidence_in_the_im_locale(write_config, start_tree):
 
 
 def test_below_the_threshold_a_model_is_asked_and_without_its_answer_the_classifier_stands(
-        start_tree, write_config, models_world):
-    tree = start_with_models(start_tree, write_config, models_world, routing={"confidence_threshold": 1.0})
+        start_tree, write_config, live_models):
+    tree = start_with_models(start_tree, write_config, live_models, routing={"confidence_threshold": 1.0})
     admin(tree).set("free", reply="I would rather not say")
     [task] = submit_and_wait(tree, ["這條 SQL 查詢要跑三十秒，幫我看要加什麼索引"])
     assert (task["kind"], task["executor"], task["state"]) == ("coding", "coder", "completed")
