@@ -478,7 +478,7 @@ async def _turn_on(gateway: Gateway, prompt: str, session_key: str, scope: str, 
         except GatewayRefused as refusal:
             # a slow gateway may refuse an aborted run's key ("… without an active admitted run") rather than say
             # it was aborted: the next key starts afresh; a fresh key refused too means the request itself is wrong
-            if refused or not scope:
+            if refused is not None or not scope:
                 raise
             refused = refusal
             continue
