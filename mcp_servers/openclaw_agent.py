@@ -413,8 +413,10 @@ class RunWatch:
             return
         data = payload.get("data") or {}
         if payload.get("stream") == "lifecycle" and data.get("error"):
-            # an abort (ours, or OpenClaw's of a hung model call) is what followed the error, not its cause
-            if not (self.last_error and str(data["error"]).startswith("aborted")):
+            # an abort (ours, or OpenClaw's of a hung model call) is what followed the error, not its cause; OpenClaw
+            # marks it `aborted` where it knows, and its text says "aborted | …" where it does not
+            aborted = data.get("aborted") is True or str(data["error"]).startswith("aborted")
+            if not (self.last_error and aborted):
                 self.last_error = _one_line(data["error"], 200)
         elif payload.get("stream") == "run_status" and data.get("message"):
             self.note = _one_line(data["message"], 120).rstrip(".")

@@ -260,6 +260,8 @@ def test_an_abort_after_a_model_error_leaves_the_model_error_as_the_explanation(
                   "aborted | This operation was aborted | 20"):
         watch.hear({"runId": "r", "stream": "lifecycle", "data": {"error": error}})
     assert watch.last_error == "⚠️ broken/sim request failed (provider internal error, HTTP 500)"
+    watch.hear({"runId": "r", "stream": "lifecycle", "data": {"error": "Run cancelled", "aborted": True}})
+    assert watch.last_error == "⚠️ broken/sim request failed (provider internal error, HTTP 500)", "flagged aborted"
     alone = RunWatch(run_id="r")
     alone.hear({"runId": "r", "stream": "lifecycle", "data": {"error": "aborted | This operation was aborted | 20"}})
     assert alone.last_error == "aborted | This operation was aborted | 20"
